@@ -1,0 +1,37 @@
+"""Dataset loaders. Each returns a validated :class:`Dataset`; nothing is ever downloaded.
+
+Use :func:`load_dataset` with a name, or the per-dataset loaders directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jaxreform import _validate
+from jaxreform.data.core import (
+    DATA_DIR_ENV,
+    Dataset,
+    resolve_data_dir,
+    subset_indices,
+    take_subset,
+)
+from jaxreform.data.idx import encode_idx, parse_idx, read_idx
+from jaxreform.data.mnist import EMBEDDED_SOURCE, load_mnist
+
+LOADERS = {"mnist": load_mnist}
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Loads a dataset by name (see ``LOADERS``) from ``data_dir`` or ``$JAXREFORM_DATA_DIR``.
+
+    Raises:
+        ConfigError: for an unknown name, listing the known ones.
+    """
+    _validate.check_choice("dataset", name, LOADERS)
+    return LOADERS[name](data_dir)
+
+
+__all__ = [
+    "DATA_DIR_ENV", "Dataset", "EMBEDDED_SOURCE", "LOADERS", "encode_idx", "load_dataset",
+    "load_mnist", "parse_idx", "read_idx", "resolve_data_dir", "subset_indices", "take_subset",
+]

@@ -1,0 +1,149 @@
+"""Flax modules for the task models and the autoencoders.
+
+All modules take a batch ``x: [b, ...]`` and are used functionally:
+``logits = model.apply(params, x)``. Classifiers return ``[b, k]`` logits. Autoencoders
+expose ``encode`` and ``decode`` (call them with ``method=``) so the decoder can be discarded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+
+
+class SoftmaxRegression(nn.Module):
+    """Multinomial logistic regression on flattened inputs (the seed's one-layer network)."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_classes, name="linear")(x.reshape(x.shape[0], -1))
+
+
+class MLP(nn.Module):
+    """Fully connected network on flattened inputs.
+
+    Attributes:
+        num_classes: Output classes k.
+        hidden_sizes: Width of each hidden layer.
+        activation: Hidden non-linearity, e.g. ``nn.relu`` or ``nn.sigmoid``.
+    """
+
+    num_classes: int
+    hidden_sizes: Sequence[int] = (512,)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        for width in self.hidden_sizes:
+            h = self.activation(nn.Dense(width)(h))
+        return nn.Dense(self.num_classes)(h)
+
+
+class SmallCNN(nn.Module):
+    """Two conv + max-pool blocks and a dense layer, for ``[b, H, W, C]`` images."""
+
+    num_classes: int
+    features: Sequence[int] = (32, 64)
+    dense_size: int = 128
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        for width in self.features:
+            h = self.activation(nn.Conv(width, (3, 3))(h))
+            h = nn.max_pool(h, (2, 2), strides=(2, 2))
+        h = self.activation(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
+        return nn.Dense(self.num_classes)(h)
+
+
+class DenseAutoencoder(nn.Module):
+    """Dense autoencoder whose code has the input's shape by default.
+
+    ``encode``: flatten, hidden layers, then a sigmoid layer of ``code_size`` units (default:
+    the input size, reshaped back to the input's shape). ``decode`` mirrors it back to the
+    input. With a code in input space, the reformed data can be compared with and pictured
+    beside the original.
+
+    Attributes:
+        input_shape: Shape of one input, e.g. ``(28, 28, 1)``.
+        hidden_sizes: Hidden widths of the encoder (the decoder uses them reversed).
+        code_size: Length of the code; None keeps the input's shape.
+    """
+
+    input_shape: Sequence[int]
+    hidden_sizes: Sequence[int] = (512,)
+    code_size: int | None = None
+
+    def setup(self):
+        input_size = math.prod(self.input_shape)
+        self.encoder_layers = [nn.Dense(w) for w in self.hidden_sizes]
+        self.code_layer = nn.Dense(self.code_size or input_size)
+        self.decoder_layers = [nn.Dense(w) for w in reversed(self.hidden_sizes)]
+        self.output_layer = nn.Dense(input_size)
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """``[b, *input_shape] -> [b, *input_shape]`` (or ``[b, code_size]``), values in (0, 1)."""
+        h = x.reshape(x.shape[0], -1)
+        for layer in self.encoder_layers:
+            h = nn.relu(layer(h))
+        code = nn.sigmoid(self.code_layer(h))
+        if self.code_size is None:
+            return code.reshape(x.shape[0], *self.input_shape)
+        return code
+
+    def decode(self, code: jax.Array) -> jax.Array:
+        """Code ``[b, ...] -> [b, *input_shape]`` reconstruction logits (apply a sigmoid)."""
+        h = code.reshape(code.shape[0], -1)
+        for layer in self.decoder_layers:
+            h = nn.relu(layer(h))
+        return self.output_layer(h).reshape(code.shape[0], *self.input_shape)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.decode(self.encode(x))
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder whose code keeps the input's height, width and channels.
+
+    ``encode`` is a stack of 3x3 convolutions (ReLU) ending in a sigmoid convolution back to C
+    channels, so the code is an image of the input's shape; ``decode`` mirrors it. No pooling,
+    so no spatial detail is forced out: the distortion comes from the learned filters.
+    """
+
+    input_shape: Sequence[int]
+    features: Sequence[int] = (16, 32)
+
+    def setup(self):
+        channels = self.input_shape[-1]
+        self.encoder_convs = [nn.Conv(f, (3, 3)) for f in self.features]
+        self.code_conv = nn.Conv(channels, (3, 3))
+        self.decoder_convs = [nn.Conv(f, (3, 3)) for f in reversed(self.features)]
+        self.output_conv = nn.Conv(channels, (3, 3))
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """``[b, H, W, C] -> [b, H, W, C]`` code, values in (0, 1)."""
+        h = x
+        for conv in self.encoder_convs:
+            h = nn.relu(conv(h))
+        return nn.sigmoid(self.code_conv(h))
+
+    def decode(self, code: jax.Array) -> jax.Array:
+        """``[b, H, W, C]`` code ``-> [b, H, W, C]`` reconstruction logits."""
+        h = code
+        for conv in self.decoder_convs:
+            h = nn.relu(conv(h))
+        return self.output_conv(h)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.decode(self.encode(x))
+
+
+CLASSIFIERS = {"softmax": SoftmaxRegression, "mlp": MLP, "cnn": SmallCNN}
+AUTOENCODERS = {"dense": DenseAutoencoder, "conv": ConvAutoencoder}

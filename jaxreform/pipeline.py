@@ -1,0 +1,371 @@
+"""The main job: reform the training data, train on clean and reformed data, measure, report.
+
+:func:`run_main_job` is what ``jaxreform run`` calls; notebooks can call it (or its stages)
+directly. Stages, each timed:
+
+1. load the dataset (optionally a deterministic subset);
+2. train the task model on the clean data;
+3. fit the reformer and reform the training data;
+4. train the same task model on the reformed data (deployed as classifier ∘ transform);
+5. measure accuracy, the relative L0/L2/L∞ change of the data, and the loss-threshold
+   membership attack on balanced members / non-members, for both models;
+6. write the report folder (``report.json``, ``report.md``, ``reformed.png``, ``roc.png``,
+   ``training.png``, ``mia_scores.npz``) atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreform import _validate, data, metrics, models, plots, reformers, report, train
+from jaxreform.errors import ConfigError
+
+SEED_CLAIMS = {
+    "clean_accuracy": 0.917,
+    "max_accuracy_drop": 0.05,
+    "min_mean_relative_change": 0.45,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that determines a run; stored resolved in ``report.json``.
+
+    Attributes:
+        dataset: Dataset name (see :data:`jaxreform.data.LOADERS`).
+        data_dir: Data folder; None uses ``$JAXREFORM_DATA_DIR`` or the embedded subset.
+        reformer: Reformer name (see :data:`jaxreform.reformers.REFORMERS`).
+        model: Task model: ``"softmax"``, ``"mlp"`` or ``"cnn"``.
+        seed: The one seed every random choice of the run derives from.
+        num_train: Use a random subset of this many training examples (None: all).
+        num_test: Likewise for the test set.
+        classifier: How the task model is trained (on clean and on reformed data alike).
+        autoencoder_architecture: ``"dense"`` or ``"conv"``.
+        autoencoder_hidden: Hidden widths (dense) or channels (conv) of the encoder.
+        autoencoder_training: How the autoencoder is trained.
+        num_attack_examples: Members and, as many, non-members for the membership attack
+            (None: as many as the test set, capped by the training set).
+        l0_tolerance: A coordinate counts as changed by more than this (default: half a grey
+            level of an 8-bit image).
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    reformer: str = "autoencoder"
+    model: str = "softmax"
+    seed: int = 0
+    num_train: int | None = None
+    num_test: int | None = None
+    classifier: train.TrainConfig = train.TrainConfig(epochs=10, batch_size=128,
+                                                      learning_rate=1e-3)
+    autoencoder_architecture: str = "dense"
+    autoencoder_hidden: tuple[int, ...] = (512,)
+    autoencoder_training: train.TrainConfig = train.TrainConfig(epochs=5, batch_size=128,
+                                                                learning_rate=1e-3)
+    num_attack_examples: int | None = None
+    l0_tolerance: float = 0.5 / 255
+
+    def __post_init__(self):
+        _validate.check_choice("dataset", self.dataset, data.LOADERS)
+        _validate.check_choice("reformer", self.reformer, reformers.REFORMERS)
+        _validate.check_choice("model", self.model, models.CLASSIFIERS)
+        for name in ("num_train", "num_test", "num_attack_examples"):
+            value = getattr(self, name)
+            if value is not None:
+                _validate.check_positive(**{name: value})
+        _validate.check_fraction(l0_tolerance=self.l0_tolerance)
+
+    def make_reformer(self) -> reformers.Reformer:
+        """The reformer this config names, with its settings."""
+        if self.reformer == "autoencoder":
+            return reformers.make_reformer(
+                "autoencoder", architecture=self.autoencoder_architecture,
+                hidden_sizes=tuple(self.autoencoder_hidden),
+                train_config=self.autoencoder_training,
+            )
+        return reformers.make_reformer(self.reformer)
+
+
+class StageTimer:
+    """Times named stages and, if ``verbose``, announces each on stderr."""
+
+    def __init__(self, total: int, verbose: bool):
+        self.seconds: dict[str, float] = {}
+        self.total = total
+        self.verbose = verbose
+
+    @contextlib.contextmanager
+    def stage(self, name: str, message: str):
+        if self.verbose:
+            print(f"[{len(self.seconds) + 1}/{self.total}] {message}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+
+
+def train_task_model(
+    key: jax.Array, config: RunConfig, num_classes: int, train_inputs, train_labels,
+    test_inputs, test_labels, *, progress: bool, description: str,
+):
+    """Initialises and trains the task model; returns ``(module, FitResult)``.
+
+    The test accuracy after every epoch is kept in the history (``test_accuracy``).
+    """
+    module = models.CLASSIFIERS[config.model](num_classes=num_classes)
+    init_key, fit_key = jax.random.split(key)
+    params = module.init(init_key, train_inputs[:1])
+    loss_fn = train.cross_entropy_loss(module.apply, l2_penalty=config.classifier.l2_penalty)
+
+    def evaluate(current_params):
+        return {"test_accuracy": train.accuracy(module.apply, current_params, test_inputs,
+                                                test_labels)}
+
+    result = train.fit(fit_key, loss_fn, params, (train_inputs, train_labels), config.classifier,
+                       evaluate=evaluate, progress=progress, description=description)
+    return module, result
+
+
+def membership_attack(module, params, train_inputs, train_labels, member_index,
+                      nonmember_inputs, nonmember_labels) -> tuple[dict, dict]:
+    """Loss-threshold attack on one deployed model; returns ``(metrics, raw losses)``.
+
+    ``train_inputs`` are what the model was trained on (already transformed); members are the
+    rows ``member_index`` of them. τ is the mean loss over the whole training set (Yeom et al.).
+    """
+    train_losses = train.per_example_losses(module.apply, params, train_inputs, train_labels)
+    nonmember_losses = train.per_example_losses(module.apply, params, nonmember_inputs,
+                                                nonmember_labels)
+    member_losses = train_losses[member_index]
+    result = metrics.loss_threshold_attack(member_losses, nonmember_losses,
+                                           threshold=float(jnp.mean(train_losses)))
+    return result, {"member": np.asarray(member_losses), "nonmember": np.asarray(nonmember_losses)}
+
+
+def _attack_split(key, config: RunConfig, num_train: int, num_test: int):
+    size = min(num_train, num_test)
+    if config.num_attack_examples is not None:
+        if config.num_attack_examples > size:
+            raise ConfigError(
+                f"num_attack_examples={config.num_attack_examples} exceeds the {size} examples "
+                "available on each side (min of training and test sizes)."
+            )
+        size = config.num_attack_examples
+    member_key, nonmember_key = jax.random.split(key)
+    return (data.subset_indices(member_key, num_train, size),
+            data.subset_indices(nonmember_key, num_test, size))
+
+
+def run_main_job(
+    config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Runs the main job (see the module docstring) and writes its report folder.
+
+    Args:
+        config: The run's settings.
+        out_dir: Report folder; refused if it holds a report and ``overwrite`` is False, or
+            if it holds anything else. Checked before any work starts.
+        overwrite: Replace a previous report in ``out_dir`` (atomically, at the end).
+        progress: Print stages and progress bars on stderr.
+
+    Returns:
+        The report as written to ``report.json``.
+    """
+    report.check_output_folder(out_dir, overwrite=overwrite)
+    timer = StageTimer(total=6, verbose=progress)
+    keys = dict(zip(("subset", "clean", "reformer", "reformed", "attack"),
+                    jax.random.split(jax.random.key(config.seed), 5)))
+
+    with timer.stage("load", f"loading {config.dataset}"):
+        dataset = data.load_dataset(config.dataset, config.data_dir)
+        if config.num_train is not None or config.num_test is not None:
+            dataset = data.take_subset(dataset, keys["subset"], num_train=config.num_train,
+                                       num_test=config.num_test)
+        if progress:
+            print(f"      source: {dataset.source}; {len(dataset.train_labels):,} train / "
+                  f"{len(dataset.test_labels):,} test", file=sys.stderr)
+    x_train, y_train = jnp.asarray(dataset.train_inputs), jnp.asarray(dataset.train_labels)
+    x_test, y_test = jnp.asarray(dataset.test_inputs), jnp.asarray(dataset.test_labels)
+
+    with timer.stage("train_clean", f"training the {config.model} task model on clean data"):
+        clean_module, clean_fit = train_task_model(
+            keys["clean"], config, dataset.num_classes, x_train, y_train, x_test, y_test,
+            progress=progress, description="clean model")
+        jax.block_until_ready(clean_fit.params)
+
+    with timer.stage("reform", f"reforming the training data ({config.reformer})"):
+        fitted = config.make_reformer().fit(keys["reformer"], x_train, y_train,
+                                            progress=progress)
+        x_reformed = jax.block_until_ready(fitted.reformed_train)
+        x_test_deployed = fitted.transform(x_test)
+
+    with timer.stage("train_reformed", "training the task model on reformed data"):
+        reformed_module, reformed_fit = train_task_model(
+            keys["reformed"], config, dataset.num_classes, x_reformed, y_train, x_test_deployed,
+            y_test, progress=progress, description="reformed model")
+        jax.block_until_ready(reformed_fit.params)
+
+    with timer.stage("measure", "measuring accuracy, data change and membership inference"):
+        members, nonmembers = _attack_split(keys["attack"], config, len(y_train), len(y_test))
+        clean_attack, clean_losses = membership_attack(
+            clean_module, clean_fit.params, x_train, y_train, members,
+            x_test[nonmembers], y_test[nonmembers])
+        reformed_attack, reformed_losses = membership_attack(
+            reformed_module, reformed_fit.params, x_reformed, y_train, members,
+            x_test_deployed[nonmembers], y_test[nonmembers])
+        in_input_space = x_reformed.shape == x_train.shape
+        distances = (metrics.summarize_distances(x_train, x_reformed,
+                                                 l0_tolerance=config.l0_tolerance)
+                     if in_input_space else None)
+        results = {
+            "clean": {
+                "test_accuracy": train.accuracy(clean_module.apply, clean_fit.params, x_test,
+                                                y_test),
+                "train_accuracy": train.accuracy(clean_module.apply, clean_fit.params, x_train,
+                                                 y_train),
+                "history": clean_fit.history,
+            },
+            "reformed": {
+                "test_accuracy": train.accuracy(reformed_module.apply, reformed_fit.params,
+                                                x_test_deployed, y_test),
+                "train_accuracy": train.accuracy(reformed_module.apply, reformed_fit.params,
+                                                 x_reformed, y_train),
+                "history": reformed_fit.history,
+            },
+            "distances": distances,
+            "membership_inference": {"attack": "loss_threshold (Yeom et al. 2018)",
+                                     "clean": clean_attack, "reformed": reformed_attack},
+            "reformer": {"name": config.reformer, **fitted.info},
+        }
+        results["accuracy_drop"] = (results["clean"]["test_accuracy"]
+                                    - results["reformed"]["test_accuracy"])
+
+    with timer.stage("report", f"writing the report to {out_dir}"):
+        with report.report_folder(out_dir, overwrite=overwrite) as staging:
+            files = _write_pictures(staging, dataset, x_train, x_reformed, in_input_space,
+                                    clean_losses, reformed_losses, clean_fit, reformed_fit)
+            np.savez(staging / "mia_scores.npz",
+                     clean_member_losses=clean_losses["member"],
+                     clean_nonmember_losses=clean_losses["nonmember"],
+                     reformed_member_losses=reformed_losses["member"],
+                     reformed_nonmember_losses=reformed_losses["nonmember"])
+            files.append("mia_scores.npz")
+            seconds = dict(timer.seconds)
+            results["timing"] = {
+                "seconds": seconds,
+                "reform_overhead": seconds["reform"] / seconds["train_clean"],
+                "backend": jax.default_backend(),
+                "devices": [str(d) for d in jax.devices()],
+            }
+            payload = {
+                "jaxreform_report": 1,
+                "command": "run",
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "config": dataclasses.asdict(config),
+                "data": {**dataset.summary(),
+                         "embedded_subset": dataset.source == data.EMBEDDED_SOURCE},
+                "versions": report.package_versions(),
+                "results": results,
+                "seed_comparison": seed_comparison(results),
+                "files": ["report.json", "report.md", *files],
+            }
+            report.write_json(staging / report.REPORT_JSON, payload)
+            (staging / report.REPORT_MD).write_text(render_markdown(payload), encoding="utf-8")
+    if progress:
+        print(f"report written to {out_dir}", file=sys.stderr)
+    return payload
+
+
+def _write_pictures(folder: Path, dataset, x_train, x_reformed, in_input_space, clean_losses,
+                    reformed_losses, clean_fit, reformed_fit) -> list[str]:
+    files = []
+    if in_input_space and dataset.train_inputs.ndim == 4:
+        plots.reformed_grid(np.asarray(x_train[:10]), np.asarray(x_reformed[:10]),
+                            folder / "reformed.png", labels=dataset.train_labels[:10],
+                            num_examples=10)
+        files.append("reformed.png")
+    curves = {}
+    for name, losses in (("clean", clean_losses), ("reformed", reformed_losses)):
+        fpr, tpr = metrics.roc_points(-jnp.asarray(losses["member"]),
+                                      -jnp.asarray(losses["nonmember"]))
+        curves[name] = (np.asarray(fpr), np.asarray(tpr))
+    plots.roc_loglog(curves, folder / "roc.png")
+    plots.training_curves({"clean": clean_fit.history, "reformed": reformed_fit.history},
+                          folder / "training.png")
+    return files + ["roc.png", "training.png"]
+
+
+def seed_comparison(results: dict) -> dict:
+    """The seed's claims beside what this run measured (a claim may fail: that is reported)."""
+    comparison = {
+        "clean_accuracy": {"seed": SEED_CLAIMS["clean_accuracy"],
+                           "measured": results["clean"]["test_accuracy"]},
+        "accuracy_drop_within_5_points": {
+            "seed": SEED_CLAIMS["max_accuracy_drop"], "measured": results["accuracy_drop"],
+            "holds": results["accuracy_drop"] <= SEED_CLAIMS["max_accuracy_drop"]},
+    }
+    if results["distances"] is not None:
+        for norm in ("l0", "l2", "linf"):
+            mean = results["distances"][norm]["mean"]
+            comparison[f"mean_{norm}_change_at_least_45%"] = {
+                "seed": SEED_CLAIMS["min_mean_relative_change"], "measured": mean,
+                "holds": mean >= SEED_CLAIMS["min_mean_relative_change"]}
+    return comparison
+
+
+def render_markdown(payload: dict) -> str:
+    """The human-readable ``report.md`` of a main-job report."""
+    config, results, info = payload["config"], payload["results"], payload["data"]
+    lines = [f"# jaxreform run: {config['dataset']}, reformer `{config['reformer']}`, "
+             f"model `{config['model']}`", ""]
+    source = info["source"]
+    if info["embedded_subset"]:
+        source += " (**a small subset**: pass `--data-dir` for the full data)"
+    lines += [f"Data: {info['num_train']:,} training / {info['num_test']:,} test examples from "
+              f"{source}. Seed {config['seed']}. Created {payload['created']}.", ""]
+    lines += ["## Accuracy", "", report.markdown_table(
+        ["task model trained on", "test accuracy", "train accuracy"],
+        [["clean data", results["clean"]["test_accuracy"], results["clean"]["train_accuracy"]],
+         ["reformed data (deployed as classifier ∘ transform)",
+          results["reformed"]["test_accuracy"], results["reformed"]["train_accuracy"]]]),
+        "", f"Accuracy drop: {100 * results['accuracy_drop']:.2f} points.", ""]
+    if results["distances"] is not None:
+        d = results["distances"]
+        lines += ["## Change of the training data (relative, per example)", "",
+                  report.markdown_table(
+                      ["norm", "mean", "q05", "median", "q95", "undefined"],
+                      [[name, d[key]["mean"], d[key]["q05"], d[key]["q50"], d[key]["q95"],
+                        d[key]["undefined"]]
+                       for name, key in (("L0 (fraction changed)", "l0"), ("L2", "l2"),
+                                         ("L∞", "linf"))]),
+                  "", f"L0 counts coordinates that moved by more than {d['l0_tolerance']:.4g}.",
+                  "", "![original, reformed, difference](reformed.png)", ""]
+    mia = results["membership_inference"]
+    keys = ("auc", "advantage", "max_advantage", "precision", "recall", "tpr_at_1%_fpr",
+            "tpr_at_0.1%_fpr")
+    lines += ["## Loss-threshold membership inference (Yeom et al. 2018)", "",
+              f"{mia['clean']['num_members']:,} members vs {mia['clean']['num_nonmembers']:,} "
+              "non-members; threshold = mean training loss.", "",
+              report.markdown_table(["model", *keys],
+                                    [[name, *(mia[name][k] for k in keys)]
+                                     for name in ("clean", "reformed")]),
+              "", "![log-log ROC](roc.png)", ""]
+    timing = results["timing"]
+    lines += ["## Time", "", report.markdown_table(
+        ["stage", "seconds"], [[k, v] for k, v in timing["seconds"].items()]), "",
+        f"Reforming took {timing['reform_overhead']:.2f}× the time of training the clean task "
+        f"model ({timing['backend']}).", "", "![training curves](training.png)", ""]
+    lines += ["## Against the seed's claims", "", report.markdown_table(
+        ["claim", "seed", "measured", "holds"],
+        [[name, c["seed"], c["measured"], c.get("holds", "")]
+         for name, c in payload["seed_comparison"].items()]), ""]
+    return "\n".join(lines)

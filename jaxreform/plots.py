@@ -1,0 +1,102 @@
+"""Pictures for reports (matplotlib, Agg backend: no display needed).
+
+Each function draws one figure and saves it to ``path`` as PNG; none keeps global state.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _as_image(example: np.ndarray) -> np.ndarray:
+    example = np.asarray(example)
+    if example.ndim == 3 and example.shape[-1] == 1:
+        return example[..., 0]
+    return example
+
+
+def reformed_grid(
+    original, reformed, path: str | os.PathLike, *, labels=None, num_examples: int = 8
+) -> None:
+    """Saves a grid: one column per example; rows original, reformed and |difference|.
+
+    Args:
+        original: ``[n, H, W]`` or ``[n, H, W, C]`` images in [0, 1].
+        reformed: The same examples after reformation, same shape.
+        path: Where to write the PNG.
+        labels: Optional ``[n]`` labels shown above each column.
+        num_examples: How many of the first examples to show.
+    """
+    count = min(num_examples, len(original))
+    rows = (("original", original, "gray"), ("reformed", reformed, "gray"),
+            ("|difference|", np.abs(np.asarray(reformed) - np.asarray(original)), "magma"))
+    figure, axes = plt.subplots(3, count, figsize=(1.4 * count, 4.6), squeeze=False)
+    for row, (title, images, colormap) in enumerate(rows):
+        for column in range(count):
+            axis = axes[row, column]
+            axis.imshow(_as_image(images[column]), cmap=colormap, vmin=0.0, vmax=1.0)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(title)
+            if row == 0 and labels is not None:
+                axis.set_title(f"label {int(labels[column])}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+    """Saves membership-attack ROC curves on log-log axes (the view of Carlini et al. 2022).
+
+    Args:
+        curves: ``{name: (fpr [p], tpr [p])}``.
+        path: Where to write the PNG.
+    """
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    floor = 1e-4
+    for name, (fpr, tpr) in curves.items():
+        axis.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=name)
+    axis.plot([floor, 1], [floor, 1], "k:", linewidth=0.8, label="chance")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlim(floor, 1)
+    axis.set_ylim(floor, 1)
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title("loss-threshold membership inference")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os.PathLike):
+    """Saves the per-epoch training loss (left) and test accuracy (right) of several runs.
+
+    Args:
+        histories: ``{run name: {"train_loss": [...], "test_accuracy": [...]}}``.
+        path: Where to write the PNG.
+    """
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8.5, 3.4))
+    for name, history in histories.items():
+        epochs = np.arange(1, len(history["train_loss"]) + 1)
+        loss_axis.plot(epochs, history["train_loss"], marker=".", label=name)
+        if "test_accuracy" in history:
+            accuracy_axis.plot(epochs, history["test_accuracy"], marker=".", label=name)
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("training loss")
+    accuracy_axis.set_xlabel("epoch")
+    accuracy_axis.set_ylabel("test accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
