@@ -30,8 +30,10 @@ import numpy as np
 from jaxreform import _validate, data, metrics, models, plots, reformers, report, train
 from jaxreform.errors import ConfigError
 
+# The seed's MNIST figures; the clean floor is the one issue #2 sets beside the seed's 91.7%.
 SEED_CLAIMS = {
     "clean_accuracy": 0.917,
+    "clean_accuracy_floor": 0.915,
     "max_accuracy_drop": 0.05,
     "min_mean_relative_change": 0.45,
 }
@@ -307,8 +309,9 @@ def _write_pictures(folder: Path, dataset, x_train, x_reformed, in_input_space, 
 def seed_comparison(results: dict) -> dict:
     """The seed's claims beside what this run measured (a claim may fail: that is reported)."""
     comparison = {
-        "clean_accuracy": {"seed": SEED_CLAIMS["clean_accuracy"],
-                           "measured": results["clean"]["test_accuracy"]},
+        "clean_accuracy_at_least_91.5%": {
+            "seed": SEED_CLAIMS["clean_accuracy"], "measured": results["clean"]["test_accuracy"],
+            "holds": results["clean"]["test_accuracy"] >= SEED_CLAIMS["clean_accuracy_floor"]},
         "accuracy_drop_within_5_points": {
             "seed": SEED_CLAIMS["max_accuracy_drop"], "measured": results["accuracy_drop"],
             "holds": results["accuracy_drop"] <= SEED_CLAIMS["max_accuracy_drop"]},

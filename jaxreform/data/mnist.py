@@ -97,6 +97,11 @@ def embedded_mnist_dir() -> Path:
     return Path(str(importlib.resources.files("jaxreform.data") / "embedded" / "mnist"))
 
 
+def load_embedded_mnist() -> Dataset:
+    """The real MNIST subset shipped with the package (first 6,000 train / 1,000 test)."""
+    return load_mnist_files(find_mnist_files(embedded_mnist_dir()), EMBEDDED_SOURCE)
+
+
 def load_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     """Loads MNIST as ``[n, 28, 28, 1]`` float32 images in [0, 1] and int32 labels.
 
@@ -113,5 +118,5 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     """
     folder = resolve_data_dir(data_dir)
     if folder is None:
-        return load_mnist_files(find_mnist_files(embedded_mnist_dir()), EMBEDDED_SOURCE)
+        return load_embedded_mnist()
     return load_mnist_files(find_mnist_files(folder), str(folder.resolve()))

@@ -1,0 +1,118 @@
+"""The ``jaxreform`` command end to end on real MNIST, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jaxreform import cli, data
+from jaxreform.data import mnist
+
+SMALL = ["--num-train", "2000", "--num-test", "500", "--epochs", "3", "--ae-epochs", "2",
+         "--batch-size", "50", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _embedded_data_only():
+    """These runs use the embedded subset whatever the caller's environment says."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(data.DATA_DIR_ENV, raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One small real run on the embedded subset, shared by the checks below."""
+    out = tmp_path_factory.mktemp("runs") / "report"
+    status = cli.main(["run", "--dataset", "mnist", "--reformer", "autoencoder", "--out",
+                       str(out), *SMALL])
+    return status, out
+
+
+def test_run_writes_a_complete_report(small_run):
+    status, out = small_run
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mia_scores.npz", "reformed.png", "report.json", "report.md", "roc.png", "training.png"]
+    payload = json.loads((out / "report.json").read_text())
+    assert payload["data"]["embedded_subset"] is True
+    assert payload["data"]["num_train"] == 2000 and payload["data"]["num_test"] == 500
+    assert payload["config"]["classifier"]["epochs"] == 3
+    assert payload["versions"]["jax"]
+    results = payload["results"]
+    assert results["clean"]["test_accuracy"] >= 0.80  # ~0.85 measured; chance is 0.1
+    assert results["reformed"]["test_accuracy"] >= 0.60
+    assert results["distances"]["l2"]["mean"] >= 0.45
+    attack = results["membership_inference"]["clean"]
+    assert attack["num_members"] == attack["num_nonmembers"] == 500
+    assert 0.0 <= attack["auc"] <= 1.0
+    assert results["timing"]["reform_overhead"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "a small subset" in markdown and "![original, reformed, difference]" in markdown
+
+
+def test_same_seed_gives_the_same_numbers(small_run, tmp_path):
+    _, out = small_run
+    assert cli.main(["run", "--out", str(tmp_path / "again"), *SMALL]) == 0
+    first = json.loads((out / "report.json").read_text())["results"]
+    again = json.loads((tmp_path / "again" / "report.json").read_text())["results"]
+    for key in ("clean", "reformed"):
+        assert first[key]["test_accuracy"] == again[key]["test_accuracy"]
+        assert first[key]["history"]["train_loss"] == again[key]["history"]["train_loss"]
+    assert first["distances"] == again["distances"]
+
+
+def test_existing_report_is_refused_and_left_intact(small_run, capsys):
+    _, out = small_run
+    before = (out / "report.json").read_bytes()
+    assert cli.main(["run", "--out", str(out), *SMALL]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("jaxreform: error: ") and "--overwrite" in error
+    assert len(error.splitlines()) == 1
+    assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "mnsit"], "unknown dataset 'mnsit'"),
+    (["--reformer", "influenc"], "unknown reformer 'influenc'"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
+    (["--data-dir", "/nonexistent/folder"], "data directory '/nonexistent/folder' (from "
+                                            "--data-dir) does not exist"),
+])
+def test_bad_arguments_get_one_line_and_status_2(arguments, message, tmp_path, capsys):
+    status = cli.main(["run", "--out", str(tmp_path / "out"), *SMALL, *arguments])
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_data_file_names_the_file(tmp_path, capsys):
+    shutil.copytree(mnist.embedded_mnist_dir(), tmp_path / "mnist")
+    target = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:100_000])
+    status = cli.main(["run", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+                       *SMALL])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "train-images-idx3-ubyte.gz: gzip stream ends early" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_verify_on_the_staged_files(shared_data_dir, capsys):
+    assert cli.main(["data", "verify", "--data-dir", str(shared_data_dir)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_train"] == 60000 and summary["num_test"] == 10000
+
+
+def test_console_script_help_lists_the_verbs():
+    result = subprocess.run([sys.executable, "-m", "jaxreform.cli", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "run" in result.stdout and "data" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "jaxreform.cli", "run", "--epochs", "0",
+                          "--out", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "must be a positive integer" in bad.stderr

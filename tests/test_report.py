@@ -1,0 +1,55 @@
+"""Report folders are written whole or not at all, and never over foreign files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jaxreform import report
+from jaxreform.errors import ReportExistsError
+
+
+def _write_report(folder, value):
+    with report.report_folder(folder, overwrite=True) as staging:
+        report.write_json(staging / report.REPORT_JSON, {"value": value})
+
+
+def test_new_folder_is_created_with_its_report(tmp_path):
+    _write_report(tmp_path / "out", 1)
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging left behind
+
+
+def test_existing_report_needs_overwrite(tmp_path):
+    _write_report(tmp_path / "out", 1)
+    with pytest.raises(ReportExistsError, match="already holds a report; pass --overwrite"):
+        report.check_output_folder(tmp_path / "out", overwrite=False)
+    _write_report(tmp_path / "out", 2)
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 2}
+
+
+def test_failure_midway_leaves_the_old_report_untouched(tmp_path):
+    _write_report(tmp_path / "out", 1)
+    with pytest.raises(ZeroDivisionError):
+        with report.report_folder(tmp_path / "out", overwrite=True) as staging:
+            (staging / "report.json").write_text("half")
+            1 / 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_foreign_folder_is_never_overwritten(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(ReportExistsError, match="not empty and holds no report.json"):
+        report.check_output_folder(tmp_path / "mine", overwrite=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ReportExistsError, match="is not a folder"):
+        report.check_output_folder(tmp_path / "file", overwrite=True)
+    report.check_output_folder(tmp_path / "empty", overwrite=False)  # absent: fine
+
+
+def test_json_is_strict_with_nan_as_null(tmp_path):
+    report.write_json(tmp_path / "r.json", {"precision": float("nan"), "pair": (1, 2.5)})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"precision": None, "pair": [1, 2.5]}
