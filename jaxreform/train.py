@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from tqdm.auto import tqdm
 
-from jaxreform import _validate
+from jaxreform import _validate, parallel
 from jaxreform.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ def fit(
     evaluate: Callable[[Params], dict[str, float]] | None = None,
     progress: bool = True,
     description: str = "training",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Trains ``params`` on ``data`` for ``config.epochs`` epochs.
 
@@ -140,6 +141,8 @@ def fit(
         evaluate: Optional ``params -> {name: float}`` run after each epoch (host side).
         progress: Show a tqdm bar over epochs.
         description: Label of the progress bar.
+        mesh: Optional 1-D device mesh (:func:`jaxreform.parallel.data_mesh`): the examples
+            are split across its devices, the parameters replicated (data parallelism).
 
     Returns:
         Final params and history ``{"train_loss": [...], **evaluate keys}``, one entry per epoch.
@@ -154,6 +157,9 @@ def fit(
             f"{description}: {n} examples is fewer than batch_size={config.batch_size}; "
             "lower the batch size."
         )
+    if mesh is not None:
+        data = parallel.shard_examples(data, mesh)
+        params = parallel.replicate(params, mesh)
     optimizer = config.make_optimizer()
     epoch_fn = jax.jit(make_epoch_fn(loss_fn, optimizer, config.batch_size))
     opt_state = optimizer.init(params)
