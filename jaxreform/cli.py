@@ -42,6 +42,10 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _one_of(names) -> str:
+    return "one of: " + ", ".join(sorted(names))
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", default=None,
@@ -51,16 +55,16 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_parser(verbs) -> None:
     parser = verbs.add_parser(
-        "run", help="reform the training data, train on clean and reformed data, measure",
+        "run", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="reform the training data, train on clean and reformed data, measure",
         description="Trains the task model on clean data and on reformed data, measures "
                     "accuracy, the relative L0/L2/L-inf change of the data and a loss-threshold "
                     "membership attack on both, and writes a report folder (report.json, "
                     "report.md, pictures).")
-    parser.add_argument("--dataset", default="mnist", help=f"one of {sorted(data.LOADERS)}")
+    parser.add_argument("--dataset", default="mnist", help=_one_of(data.LOADERS))
     parser.add_argument("--reformer", default="autoencoder",
-                        help=f"one of {sorted(reformers.REFORMERS)}")
+                        help=_one_of(reformers.REFORMERS))
     parser.add_argument("--model", default="softmax",
-                        help=f"task model, one of {sorted(models.CLASSIFIERS)}")
+                        help="task model, " + _one_of(models.CLASSIFIERS))
     parser.add_argument("--out", required=True, help="report folder to create")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a previous report in --out (atomically, at the end)")
@@ -71,20 +75,26 @@ def _add_run_parser(verbs) -> None:
     parser.add_argument("--num-test", type=_positive_int, default=None,
                         help="use a random subset of this many test examples")
     group = parser.add_argument_group("task model training")
-    group.add_argument("--epochs", type=_positive_int, default=10)
-    group.add_argument("--batch-size", type=_positive_int, default=128)
-    group.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    group.add_argument("--epochs", type=_positive_int, default=10,
+                       help="passes over the training data")
+    group.add_argument("--batch-size", type=_positive_int, default=128,
+                       help="minibatch size (also used for the autoencoder)")
+    group.add_argument("--learning-rate", type=_positive_float, default=1e-3,
+                       help="Adam step size")
     group.add_argument("--l2", type=float, default=0.0, help="L2 penalty λ/2·||θ||² in the loss")
     group = parser.add_argument_group("autoencoder reformer")
     group.add_argument("--ae-architecture", default="dense", help="dense or conv")
     group.add_argument("--ae-hidden", type=_widths, default=(512,),
                        help="hidden widths (dense) or channels (conv), e.g. 512 or 16,32")
-    group.add_argument("--ae-epochs", type=_positive_int, default=5)
-    group.add_argument("--ae-learning-rate", type=_positive_float, default=1e-3)
+    group.add_argument("--ae-epochs", type=_positive_int, default=5,
+                       help="passes over the data when training the autoencoder")
+    group.add_argument("--ae-learning-rate", type=_positive_float, default=1e-3,
+                       help="Adam step size of the autoencoder")
     group = parser.add_argument_group("measurement")
     group.add_argument("--attack-examples", type=_positive_int, default=None,
-                       help="members and as many non-members for the membership attack "
-                            "(default: the test set size)")
+                       help="size of each side of the membership attack: this many training "
+                            "points (members) against as many test points (non-members); "
+                            "default: the whole test set")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_run)
 
@@ -115,10 +125,10 @@ def _add_data_parser(verbs) -> None:
     parser = verbs.add_parser("data", help="inspect and validate datasets")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = actions.add_parser(
-        "verify", help="validate a dataset's files and print its sizes",
+        "verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="validate a dataset's files and print its sizes",
         description="Reads every file of the dataset, checks headers, sizes and labels, and "
                     "prints a JSON summary; exits 2 naming the bad file otherwise.")
-    verify.add_argument("--dataset", default="mnist", help=f"one of {sorted(data.LOADERS)}")
+    verify.add_argument("--dataset", default="mnist", help=_one_of(data.LOADERS))
     _add_data_arguments(verify)
     verify.set_defaults(handler=_verify)
 

@@ -40,3 +40,8 @@ class ConfigError(JaxreformError, ValueError):
 
 class ReportExistsError(JaxreformError, FileExistsError):
     """The output folder already holds a report (or other files) and overwriting was not asked."""
+
+
+class SolverError(JaxreformError, RuntimeError):
+    """An inverse-Hessian solver diverged or missed its tolerance; the message says which
+    setting to change."""

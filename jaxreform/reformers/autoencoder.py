@@ -81,7 +81,7 @@ class AutoencoderReformer:
     architecture: str = "dense"
     hidden_sizes: tuple[int, ...] = (512,)
     code_size: int | None = None
-    train_config: train.TrainConfig = train.TrainConfig(epochs=10, batch_size=128)
+    train_config: train.TrainConfig = train.TrainConfig(epochs=5, batch_size=128)
 
     def __post_init__(self):
         _validate.check_choice("autoencoder architecture", self.architecture, models.AUTOENCODERS)

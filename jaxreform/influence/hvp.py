@@ -1,0 +1,79 @@
+"""Hessian-vector products over parameter pytrees, flattened for the solvers.
+
+Shapes: p = number of parameters (flattened); n examples. The Hessian is that of an
+*objective* ``objective(params, batch) -> []`` (mean loss plus any L2 term) and is never
+materialised except by :func:`dense_hessian`, meant for small models and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+Params = Any
+Objective = Callable[[Params, tuple], jax.Array]
+MatVec = Callable[[jax.Array], jax.Array]
+
+
+def hvp(objective: Objective, params: Params, batch: tuple, vector: Params) -> Params:
+    """``H v`` for the Hessian of ``objective`` at ``params``, by forward-over-reverse.
+
+    ``jax.jvp`` of ``jax.grad``: one gradient's cost (about 2-3×), no Hessian in memory.
+    ``vector`` has the structure of ``params``; so does the result.
+    """
+    return jax.jvp(lambda p: jax.grad(objective)(p, batch), (params,), (vector,))[1]
+
+
+def flat_hvp(objective: Objective, params: Params, data: tuple, *,
+             chunk_size: int | None = None) -> MatVec:
+    """Returns ``matvec: [p] -> [p]``, the Hessian of the objective over all of ``data``.
+
+    Args:
+        objective: ``objective(params, batch) -> []``, a mean over the batch (+ regulariser).
+        params: Where the Hessian is taken.
+        data: Tuple of ``[n, ...]`` arrays.
+        chunk_size: If given (and dividing n), the HVP is averaged over chunks of this many
+            examples with ``lax.map``, so memory grows with the chunk, not with n. The mean of
+            chunk means equals the full mean only when every chunk has the same size, hence
+            the divisibility requirement.
+    """
+    _, unravel = ravel_pytree(params)
+    n = data[0].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        def matvec(vector):
+            return ravel_pytree(hvp(objective, params, data, unravel(vector)))[0]
+        return matvec
+    if n % chunk_size:
+        raise ValueError(f"chunk_size={chunk_size} must divide the {n} examples.")
+    chunks = tuple(a.reshape(n // chunk_size, chunk_size, *a.shape[1:]) for a in data)
+
+    def chunked_matvec(vector):
+        tangent = unravel(vector)
+        products = jax.lax.map(lambda batch: ravel_pytree(
+            hvp(objective, params, batch, tangent))[0], chunks)
+        return products.mean(axis=0)
+
+    return chunked_matvec
+
+
+def dense_hessian(objective: Objective, params: Params, data: tuple) -> jax.Array:
+    """The full ``[p, p]`` Hessian (small models and tests only: memory is p²)."""
+    flat, unravel = ravel_pytree(params)
+    return jax.hessian(lambda v: objective(unravel(v), data))(flat)
+
+
+def largest_eigenvalue(key: jax.Array, matvec: MatVec, size: int, iterations: int = 30):
+    """Estimates the Hessian's largest-magnitude eigenvalue by power iteration (a scalar)."""
+    vector = jax.random.normal(key, (size,))
+
+    def step(vector, _):
+        product = matvec(vector / jnp.linalg.norm(vector))
+        return product, None
+
+    vector, _ = jax.lax.scan(step, vector, None, length=iterations)
+    unit = vector / jnp.linalg.norm(vector)
+    return jnp.vdot(unit, matvec(unit))

@@ -1,0 +1,189 @@
+"""Influence functions (Koh & Liang 2017) over parameter pytrees, vmapped over examples.
+
+Notation: ``example_loss(params, x, y) -> []`` is the loss of one example (no regulariser);
+the training objective is ``R(θ) = mean_i example_loss(θ, z_i) + λ/2 ||θ||²`` and H its Hessian.
+For a reference loss L_ref (the mean loss of a reference set, e.g. a validation split):
+
+- ``s_ref = (H + λ_d I)^{-1} ∇θ L_ref``, one inverse-HVP for the whole reference set;
+- ``I_up,loss(z) = -∇θ L_refᵀ H^{-1} ∇θ L(z) = -s_refᵀ ∇θ L(z)``: up-weighting z by ε changes
+  L_ref by about ε·I_up,loss(z), so removing z (ε = -1/n) changes it by -I_up,loss(z)/n;
+- ``I_pert,loss(z) = -s_refᵀ ∇x ∇θ L(z)``: the input-gradient of ``-s_refᵀ ∇θ L(z)``, a vector
+  of the input's shape; computed here as ``∇x`` of a forward-mode derivative of L along s_ref.
+
+With r reference directions (e.g. one per class) ``s_ref`` is ``[p, r]`` and every output
+gains an r axis. Shapes: n training examples, p parameters, r reference directions.
+
+Reference: Koh & Liang, ICML 2017, https://arxiv.org/abs/1703.04730.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from jaxreform.influence import solvers
+from jaxreform.influence.hvp import dense_hessian, flat_hvp, largest_eigenvalue
+from jaxreform.influence.solvers import SolveReport, SolverConfig
+
+Params = Any
+ExampleLoss = Callable[[Params, jax.Array, jax.Array], jax.Array]
+
+
+def make_objective(example_loss: ExampleLoss, l2_penalty: float):
+    """``objective(params, (x [b, ...], y [b])) -> []``: mean example loss + λ/2 ||θ||²."""
+
+    def objective(params, batch):
+        inputs, labels = batch
+        data_loss = jnp.mean(jax.vmap(example_loss, in_axes=(None, 0, 0))(params, inputs, labels))
+        penalty = sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(params))
+        return data_loss + 0.5 * l2_penalty * penalty
+
+    return objective
+
+
+def chunked_vmap(fn: Callable, arrays: tuple, chunk_size: int):
+    """``vmap(fn)`` over the leading axis of ``arrays``, ``chunk_size`` examples at a time.
+
+    Pads the last chunk (repeating the first example) and drops the padding; memory grows
+    with the chunk, not with n. Returns what ``vmap(fn)(*arrays)`` would.
+    """
+    n = arrays[0].shape[0]
+    chunks = -(-n // chunk_size)
+    pad = chunks * chunk_size - n
+
+    def reshape(a):
+        padded = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+        return padded.reshape(chunks, chunk_size, *a.shape[1:])
+
+    out = jax.lax.map(lambda chunk: jax.vmap(fn)(*chunk), tuple(reshape(a) for a in arrays))
+    return jax.tree.map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:n], out)
+
+
+def reference_gradients(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
+                        labels: jax.Array, *, num_classes: int | None = None) -> jax.Array:
+    """``∇θ`` of the mean reference loss: ``[p]``, or ``[p, k]`` with one column per class.
+
+    With ``num_classes`` each column is the gradient of the mean loss over the reference
+    examples of that class (a class with no reference example gets a zero column).
+    """
+    per_example = jax.vmap(lambda x, y: ravel_pytree(
+        jax.grad(example_loss)(params, x, y))[0])(inputs, labels)
+    if num_classes is None:
+        return per_example.mean(axis=0)
+    one_hot = jax.nn.one_hot(labels, num_classes)
+    counts = jnp.maximum(one_hot.sum(axis=0), 1.0)
+    return per_example.T @ one_hot / counts
+
+
+def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train_data: tuple,
+                rhs: jax.Array, config: SolverConfig, *, l2_penalty: float = 0.0,
+                hvp_chunk_size: int | None = None) -> tuple[jax.Array, SolveReport]:
+    """Solves ``(H + λ_d I) x = rhs`` for the training objective's Hessian H.
+
+    Args:
+        key: Used by LiSSA's minibatch choice only.
+        example_loss: Loss of one example (see the module docstring).
+        params: Where H is taken (normally the trained parameters).
+        train_data: ``(x [n, ...], y [n])``.
+        rhs: ``[p]`` or ``[p, r]``.
+        config: Solver and its settings.
+        l2_penalty: λ of the training objective.
+        hvp_chunk_size: Examples per HVP chunk (bounded memory); must divide n.
+
+    Returns:
+        ``(x, report)``, x shaped like ``rhs``. Call :func:`solvers.check_report` (or use
+        :func:`checked_inverse_hvp`) before trusting x.
+    """
+    objective = make_objective(example_loss, l2_penalty)
+    matvec = flat_hvp(objective, params, train_data, chunk_size=hvp_chunk_size)
+    columns = rhs if rhs.ndim == 2 else rhs[:, None]
+    damping = config.damping
+    if config.method == "exact":
+        solution = solvers.solve_exact(dense_hessian(objective, params, train_data), columns,
+                                       damping=damping)
+        iterations = jnp.zeros(columns.shape[1], jnp.int32)
+    elif config.method == "cg":
+        solution, iterations = jax.vmap(
+            lambda b: solvers.solve_cg(matvec, b, damping=damping, tolerance=config.tolerance,
+                                       max_iterations=config.cg_max_iterations),
+            in_axes=1, out_axes=(1, 0))(columns)
+    else:
+        _, unravel = ravel_pytree(params)
+        inputs, labels = train_data
+
+        def batch_matvec(index, vector):
+            return ravel_pytree(jax.jvp(
+                lambda p: jax.grad(objective)(p, (inputs[index], labels[index])),
+                (params,), (unravel(vector),))[1])[0]
+
+        solution = jax.vmap(lambda b: solvers.solve_lissa(
+            key, batch_matvec, b, num_examples=inputs.shape[0], config=config),
+            in_axes=1, out_axes=1)(columns)
+        iterations = jnp.full(columns.shape[1], config.lissa_depth * config.lissa_repeats)
+    residual = jax.vmap(lambda x, b: solvers._residual(matvec, damping, x, b),
+                        in_axes=(1, 1))(solution, columns)
+    report = SolveReport(iterations, residual, jnp.all(jnp.isfinite(solution)))
+    return (solution if rhs.ndim == 2 else solution[:, 0]), report
+
+
+def checked_inverse_hvp(key, example_loss, params, train_data, rhs, config, *,
+                        l2_penalty=0.0, hvp_chunk_size=None):
+    """:func:`inverse_hvp`, then raises :class:`SolverError` with advice if it failed."""
+    solution, report = inverse_hvp(key, example_loss, params, train_data, rhs, config,
+                                   l2_penalty=l2_penalty, hvp_chunk_size=hvp_chunk_size)
+    eigenvalue = None
+    if config.method == "lissa":
+        objective = make_objective(example_loss, l2_penalty)
+        matvec = flat_hvp(objective, params, train_data, chunk_size=hvp_chunk_size)
+        eigenvalue = largest_eigenvalue(key, matvec, rhs.shape[0])
+    solvers.check_report(report, config, largest_eigenvalue=eigenvalue)
+    return solution, report
+
+
+def influence_on_loss(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
+                      labels: jax.Array, s_ref: jax.Array, *, chunk_size: int = 512):
+    """``I_up,loss`` of every training example: ``[n]``, or ``[n, r]`` for ``s_ref [p, r]``."""
+
+    def one(x, y):
+        gradient = ravel_pytree(jax.grad(example_loss)(params, x, y))[0]
+        return -(gradient @ s_ref)
+
+    return chunked_vmap(one, (inputs, labels), chunk_size)
+
+
+def influence_input_gradients(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
+                              labels: jax.Array, s_ref: jax.Array, *, chunk_size: int = 512):
+    """``I_pert,loss`` of every training example.
+
+    Returns:
+        ``[n, *input_shape]`` for ``s_ref [p]``, or ``[n, r, *input_shape]`` for ``[p, r]``.
+    """
+    _, unravel = ravel_pytree(params)
+    directions = s_ref if s_ref.ndim == 2 else s_ref[:, None]
+    tangents = jax.vmap(unravel, in_axes=1)(directions)
+
+    def one(x, y):
+        def along(tangent):
+            # -d/dε L(θ + ε s, x): forward mode over θ, then reverse mode over x.
+            def directional(x_):
+                return -jax.jvp(lambda p: example_loss(p, x_, y), (params,), (tangent,))[1]
+            return jax.grad(directional)(x)
+        return jax.vmap(along)(tangents)
+
+    gradients = chunked_vmap(one, (inputs, labels), chunk_size)
+    return gradients if s_ref.ndim == 2 else gradients[:, 0]
+
+
+def example_loss_from_apply(apply_fn) -> ExampleLoss:
+    """Cross-entropy of one example ``x [...]``, ``y []`` for a batch-first ``apply_fn``."""
+
+    def loss(params, x, y):
+        logits = apply_fn(params, x[None])[0]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    return loss
