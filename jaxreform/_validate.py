@@ -65,11 +65,27 @@ def check_choice(name: str, value: str, choices: Iterable[str]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
 
 
+def check_integers(**named_values) -> None:
+    """Raises ConfigError for any keyword whose value is not an integer (bools excluded)."""
+    for name, value in named_values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"{name} must be an integer, got {name}={value!r}.")
+
+
+def check_finite_numbers(**named_values) -> None:
+    """Raises ConfigError for any keyword whose value is NaN or ±Inf."""
+    for name, value in named_values.items():
+        if not np.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {name}={value!r}.")
+
+
 def check_positive(**named_values) -> None:
     """Raises ConfigError for any keyword whose value is not > 0, e.g. ``epochs=0``."""
     for name, value in named_values.items():
         if not value > 0:
             raise ConfigError(f"{name} must be > 0, got {name}={value!r}.")
+        if not np.isfinite(value):
+            raise ConfigError(f"{name} must be finite, got {name}={value!r}.")
 
 
 def check_fraction(**named_values) -> None:

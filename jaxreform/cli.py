@@ -12,23 +12,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from jaxreform import __version__, data, models, reformers
 from jaxreform.errors import JaxreformError
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other jaxreform error."""
+
+    def error(self, message: str):
+        self.exit(2, f"jaxreform: error: {message} (see '{self.prog} --help')\n")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -141,7 +155,7 @@ def _verify(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxreform`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxreform",
         description="Privacy-preserving machine learning by data reformation.")
     parser.add_argument("--version", action="version", version=f"jaxreform {__version__}")
@@ -157,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except JaxreformError as error:
+    except (JaxreformError, OSError) as error:
         print(f"jaxreform: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -45,3 +45,11 @@ class ReportExistsError(JaxreformError, FileExistsError):
 class SolverError(JaxreformError, RuntimeError):
     """An inverse-Hessian solver diverged or missed its tolerance; the message says which
     setting to change."""
+
+
+class OutputFolderError(JaxreformError, OSError):
+    """The output folder cannot be created or written (e.g. its parent is a file)."""
+
+
+class TrainingDivergedError(JaxreformError, RuntimeError):
+    """The training loss became NaN or Inf; the message says which setting to lower."""

@@ -73,6 +73,8 @@ def summarize(values) -> dict[str, float]:
     if np.isinf(values).any():
         raise InvalidDataError(f"{int(np.isinf(values).sum())} value(s) are infinite.")
     defined = values[~np.isnan(values)]
+    if values.size == 0:
+        raise InvalidDataError("nothing to summarize: no values.")
     if defined.size == 0:
         raise InvalidDataError(f"all {values.size} values are undefined (NaN).")
     summary = {"mean": float(defined.mean()), "std": float(defined.std()),
@@ -85,7 +87,13 @@ def summarize(values) -> dict[str, float]:
 
 
 def summarize_distances(original, reformed, *, l0_tolerance: float = 1e-3) -> dict:
-    """:func:`norm_distances` summarized per metric, plus the tolerance used for L0."""
+    """:func:`norm_distances` summarized per metric, plus the tolerance used for L0.
+
+    Raises:
+        InvalidDataError: if either array holds NaN or Inf (a distance to NaN is no distance).
+    """
+    _validate.check_finite("original data", original)
+    _validate.check_finite("reformed data", reformed)
     distances = norm_distances(jnp.asarray(original), jnp.asarray(reformed),
                                l0_tolerance=l0_tolerance)
     summary = {name: summarize(values) for name, values in distances.items()}
@@ -120,7 +128,8 @@ def roc_points(member_scores: jax.Array, nonmember_scores: jax.Array):
 def auc(member_scores: jax.Array, nonmember_scores: jax.Array) -> jax.Array:
     """Area under the ROC curve: P(member score > non-member score) + ½ P(tie).
 
-    Computed from mid-ranks (the Mann-Whitney statistic), so ties count one half.
+    Computed from mid-ranks (the Mann-Whitney statistic), so ties count one half. Pure and
+    jit-able, so it cannot refuse NaN scores: :func:`threshold_attack_metrics` checks them.
     """
     pooled = jnp.sort(jnp.concatenate([member_scores, nonmember_scores]))
     mid_rank = 0.5 * (jnp.searchsorted(pooled, member_scores, side="left")
@@ -153,6 +162,7 @@ def threshold_attack_metrics(
     """
     members = jnp.asarray(member_scores)
     nonmembers = jnp.asarray(nonmember_scores)
+    _validate.check_finite_numbers(threshold=threshold)
     _validate.check_finite("member scores", members)
     _validate.check_finite("non-member scores", nonmembers)
     if members.size == 0 or nonmembers.size == 0:

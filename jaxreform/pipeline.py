@@ -86,6 +86,10 @@ class RunConfig:
             if value is not None:
                 _validate.check_positive(**{name: value})
         _validate.check_fraction(l0_tolerance=self.l0_tolerance)
+        _validate.check_integers(seed=self.seed)
+        if not -(2**63) <= self.seed < 2**63:
+            raise ConfigError(f"seed must fit in 64 bits, got seed={self.seed}.")
+        self.make_reformer()  # refuses a bad reformer setting now, not after training
 
     def make_reformer(self) -> reformers.Reformer:
         """The reformer this config names, with its settings."""
@@ -182,7 +186,12 @@ def run_main_job(
     Returns:
         The report as written to ``report.json``.
     """
-    report.check_output_folder(out_dir, overwrite=overwrite)
+    with report.report_folder(out_dir, overwrite=overwrite) as staging:
+        payload = _run_stages(config, staging, progress=progress)
+    return payload
+
+
+def _run_stages(config: RunConfig, staging: Path, *, progress: bool) -> dict[str, Any]:
     timer = StageTimer(total=6, verbose=progress)
     keys = dict(zip(("subset", "clean", "reformer", "reformed", "attack"),
                     jax.random.split(jax.random.key(config.seed), 5)))
@@ -192,6 +201,8 @@ def run_main_job(
         if config.num_train is not None or config.num_test is not None:
             dataset = data.take_subset(dataset, keys["subset"], num_train=config.num_train,
                                        num_test=config.num_test)
+        members, nonmembers = _attack_split(keys["attack"], config, len(dataset.train_labels),
+                                            len(dataset.test_labels))
         if progress:
             print(f"      source: {dataset.source}; {len(dataset.train_labels):,} train / "
                   f"{len(dataset.test_labels):,} test", file=sys.stderr)
@@ -217,7 +228,6 @@ def run_main_job(
         jax.block_until_ready(reformed_fit.params)
 
     with timer.stage("measure", "measuring accuracy, data change and membership inference"):
-        members, nonmembers = _attack_split(keys["attack"], config, len(y_train), len(y_test))
         clean_attack, clean_losses = membership_attack(
             clean_module, clean_fit.params, x_train, y_train, members,
             x_test[nonmembers], y_test[nonmembers])
@@ -251,37 +261,36 @@ def run_main_job(
         results["accuracy_drop"] = (results["clean"]["test_accuracy"]
                                     - results["reformed"]["test_accuracy"])
 
-    with timer.stage("report", f"writing the report to {out_dir}"):
-        with report.report_folder(out_dir, overwrite=overwrite) as staging:
-            files = _write_pictures(staging, dataset, x_train, x_reformed, in_input_space,
-                                    clean_losses, reformed_losses, clean_fit, reformed_fit)
-            np.savez(staging / "mia_scores.npz",
-                     clean_member_losses=clean_losses["member"],
-                     clean_nonmember_losses=clean_losses["nonmember"],
-                     reformed_member_losses=reformed_losses["member"],
-                     reformed_nonmember_losses=reformed_losses["nonmember"])
-            files.append("mia_scores.npz")
-            seconds = dict(timer.seconds)
-            results["timing"] = {
-                "seconds": seconds,
-                "reform_overhead": seconds["reform"] / seconds["train_clean"],
-                "backend": jax.default_backend(),
-                "devices": [str(d) for d in jax.devices()],
-            }
-            payload = {
-                "jaxreform_report": 1,
-                "command": "run",
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "config": dataclasses.asdict(config),
-                "data": {**dataset.summary(),
-                         "embedded_subset": dataset.source == data.EMBEDDED_SOURCE},
-                "versions": report.package_versions(),
-                "results": results,
-                "seed_comparison": seed_comparison(results),
-                "files": ["report.json", "report.md", *files],
-            }
-            report.write_json(staging / report.REPORT_JSON, payload)
-            (staging / report.REPORT_MD).write_text(render_markdown(payload), encoding="utf-8")
+    with timer.stage("report", "writing the report"):
+        files = _write_pictures(staging, dataset, x_train, x_reformed, in_input_space,
+                                clean_losses, reformed_losses, clean_fit, reformed_fit)
+        np.savez(staging / "mia_scores.npz",
+                 clean_member_losses=clean_losses["member"],
+                 clean_nonmember_losses=clean_losses["nonmember"],
+                 reformed_member_losses=reformed_losses["member"],
+                 reformed_nonmember_losses=reformed_losses["nonmember"])
+        files.append("mia_scores.npz")
+        seconds = dict(timer.seconds)
+        results["timing"] = {
+            "seconds": seconds,
+            "reform_overhead": seconds["reform"] / seconds["train_clean"],
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+        }
+        payload = {
+            "jaxreform_report": 1,
+            "command": "run",
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "config": dataclasses.asdict(config),
+            "data": {**dataset.summary(),
+                     "embedded_subset": dataset.source == data.EMBEDDED_SOURCE},
+            "versions": report.package_versions(),
+            "results": results,
+            "seed_comparison": seed_comparison(results),
+            "files": ["report.json", "report.md", *files],
+        }
+        report.write_json(staging / report.REPORT_JSON, payload)
+        (staging / report.REPORT_MD).write_text(render_markdown(payload), encoding="utf-8")
     return payload
 
 

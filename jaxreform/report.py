@@ -9,17 +9,19 @@ previous report (or nothing) intact, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import json
 import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from jaxreform.errors import ReportExistsError
+from jaxreform.errors import OutputFolderError, ReportExistsError
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -38,17 +40,34 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def _previous_report_files(out_dir: Path) -> set[str]:
+    try:
+        listed = json.loads((out_dir / REPORT_JSON).read_text(encoding="utf-8"))["files"]
+        return {str(name) for name in listed}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ReportExistsError(
+            f"output folder {str(out_dir)!r} holds a {REPORT_JSON} that jaxreform cannot read "
+            "(no list of the files it wrote); choose another folder.") from None
+
+
 def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
     """Checks that a report may be written to ``out_dir`` before any work starts.
 
-    Allowed: a folder that does not exist, an empty one, or (with ``overwrite``) one that holds
-    a previous report. Refused: a previous report without ``overwrite``, and a non-empty folder
-    that holds no report (it is somebody else's; jaxreform never deletes it).
+    Allowed: a folder that does not exist, an empty one, or (with ``overwrite``) one that
+    holds a previous jaxreform report and nothing else. Refused: a previous report without
+    ``overwrite``; a folder that also holds files the report did not list (somebody's work:
+    jaxreform never deletes it); a non-empty folder with no report; the current directory or
+    one of its parents.
 
     Raises:
         ReportExistsError: saying which case applies and what to do.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).expanduser()
+    resolved = out_dir.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise ReportExistsError(
+            f"output folder {str(out_dir)!r} is the current directory or one of its parents; "
+            "name a new folder for the report.")
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportExistsError(f"output path {str(out_dir)!r} exists and is not a folder.")
     if not out_dir.exists() or not any(out_dir.iterdir()):
@@ -56,40 +75,91 @@ def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
     if not (out_dir / REPORT_JSON).is_file():
         raise ReportExistsError(
             f"output folder {str(out_dir)!r} is not empty and holds no {REPORT_JSON}; "
-            "choose a new or empty folder (jaxreform never deletes files it did not write)."
-        )
+            "choose a new or empty folder (jaxreform never deletes files it did not write).")
     if not overwrite:
         raise ReportExistsError(
             f"output folder {str(out_dir)!r} already holds a report; pass --overwrite to "
-            "replace it, or choose another folder."
-        )
+            "replace it, or choose another folder.")
+    foreign = sorted(p.name for p in out_dir.iterdir()
+                     if p.name not in _previous_report_files(out_dir))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ReportExistsError(
+            f"output folder {str(out_dir)!r} holds files that are not part of its report "
+            f"({shown}); move them away or choose another folder (--overwrite only replaces "
+            "a report's own files).")
     return out_dir
+
+
+def _exchange_atomically(first: Path, second: Path) -> bool:
+    """Swaps two paths in one system call (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    status = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second),
+                       rename_exchange)
+    return status == 0
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Moves ``staging`` to ``out_dir``, replacing a previous report as one step."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    if _exchange_atomically(staging, out_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous report
+        return
+    # Fallback (no renameat2): two renames with Ctrl-C held off between them, rolled back if
+    # the second fails. A power cut between them leaves the old report in the hidden
+    # ".NAME.replaced-PID" folder beside it.
+    retired = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        out_dir.rename(retired)
+        try:
+            staging.rename(out_dir)
+        except OSError:
+            retired.rename(out_dir)
+            raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def report_folder(out_dir: str | os.PathLike, *, overwrite: bool):
-    """Yields a staging folder; on success it atomically replaces ``out_dir``.
+    """Yields a staging folder; on success it replaces ``out_dir`` in one step.
 
-    On an exception the staging folder is removed and ``out_dir`` is left as it was.
-    The replacement is two renames on one file system: the old report is moved aside, the
-    new one moved in, then the old one deleted.
+    The output folder is checked (and its parent created) before the body runs, so a bad
+    ``--out`` fails at once. On an exception the staging folder is removed and ``out_dir`` is
+    left as it was. Where the system allows (Linux), the old and the new report are exchanged
+    by one ``renameat2`` call.
+
+    Raises:
+        ReportExistsError: see :func:`check_output_folder`.
+        OutputFolderError: if the folder's parent cannot be created or written.
     """
     out_dir = check_output_folder(out_dir, overwrite=overwrite).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    except OSError as error:
+        raise OutputFolderError(
+            f"cannot create the output folder {str(out_dir)!r}: "
+            f"{error.strerror or error}") from None
     try:
         yield staging
+        check_output_folder(out_dir, overwrite=overwrite)  # nothing foreign appeared meanwhile
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        _swap_in(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    check_output_folder(out_dir, overwrite=overwrite)  # nothing appeared while we worked
-    retired = None
-    if out_dir.exists():
-        retired = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
-        out_dir.rename(retired)
-    staging.rename(out_dir)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _json_ready(value):

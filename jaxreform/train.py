@@ -23,7 +23,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxreform import _validate, parallel
-from jaxreform.errors import ConfigError
+from jaxreform.errors import ConfigError, TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ class TrainConfig:
     l2_penalty: float = 0.0
 
     def __post_init__(self):
+        _validate.check_integers(epochs=self.epochs, batch_size=self.batch_size)
         _validate.check_positive(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate
         )
+        _validate.check_finite_numbers(learning_rate=self.learning_rate,
+                                       l2_penalty=self.l2_penalty)
         _validate.check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.l2_penalty < 0:
             raise ConfigError(f"l2_penalty must be >= 0, got l2_penalty={self.l2_penalty!r}.")
@@ -149,7 +152,7 @@ def fit(
 
     Raises:
         ConfigError: if n < batch_size.
-        RuntimeError: if the training loss becomes NaN or Inf (lower the learning rate).
+        TrainingDivergedError: if the training loss becomes NaN or Inf.
     """
     n = data[0].shape[0]
     if n < config.batch_size:
@@ -169,10 +172,10 @@ def fit(
         params, opt_state, mean_loss = epoch_fn(params, opt_state, epoch_key, data)
         mean_loss = float(mean_loss)
         if not math.isfinite(mean_loss):
-            raise RuntimeError(
+            raise TrainingDivergedError(
                 f"{description}: training loss became {mean_loss} in epoch "
                 f"{len(history['train_loss']) + 1}; lower learning_rate "
-                f"(now {config.learning_rate})."
+                f"(now {config.learning_rate}) or check the inputs' scale."
             )
         history["train_loss"].append(mean_loss)
         postfix = {"loss": f"{mean_loss:.4f}"}

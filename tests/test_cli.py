@@ -82,6 +82,11 @@ def test_existing_report_is_refused_and_left_intact(small_run, capsys):
     (["--model", "resnet"], "unknown model 'resnet'"),
     (["--data-dir", "/nonexistent/folder"], "data directory '/nonexistent/folder' (from "
                                             "--data-dir) does not exist"),
+    (["--data-dir", ""], "the data directory given is an empty string"),
+    (["--ae-architecture", "rnn"], "unknown autoencoder architecture 'rnn'"),
+    (["--l2", "nan"], "l2_penalty must be a finite number"),
+    (["--seed", "99999999999999999999999"], "seed must fit in 64 bits"),
+    (["--attack-examples", "5000"], "num_attack_examples=5000 exceeds the 500 examples"),
 ])
 def test_bad_arguments_get_one_line_and_status_2(arguments, message, tmp_path, capsys):
     status = cli.main(["run", "--out", str(tmp_path / "out"), *SMALL, *arguments])
@@ -113,6 +118,10 @@ def test_console_script_help_lists_the_verbs():
     result = subprocess.run([sys.executable, "-m", "jaxreform.cli", "--help"],
                             capture_output=True, text=True, check=True)
     assert "run" in result.stdout and "data" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "jaxreform.cli", "run", "--epochs", "0",
-                          "--out", "x"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "must be a positive integer" in bad.stderr
+    for option, value, message in (("--epochs", "0", "must be a positive integer"),
+                                   ("--learning-rate", "inf", "must be a finite number > 0"),
+                                   ("--ae-hidden", "abc", "expected comma-separated integers")):
+        bad = subprocess.run([sys.executable, "-m", "jaxreform.cli", "run", option, value,
+                              "--out", "x"], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr
+        assert bad.stderr.startswith("jaxreform: error: ") and bad.stderr.count("\n") == 1

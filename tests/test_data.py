@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 
 import jax
 import numpy as np
@@ -63,7 +64,7 @@ def test_truncated_gzip_is_refused(tmp_path):
     folder = _copy_subset(tmp_path)
     target = folder / "train-images-idx3-ubyte.gz"
     target.write_bytes(target.read_bytes()[:400_000])
-    with pytest.raises(DataFileError, match="truncated") as caught:
+    with pytest.raises(DataFileError, match="gzip stream ends early") as caught:
         data.load_mnist(tmp_path)
     assert caught.value.path.endswith("train-images-idx3-ubyte.gz")
 
@@ -90,13 +91,22 @@ def test_uncompressed_files_are_read_and_checked(tmp_path, embedded_mnist):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda raw: b"\x00\x00\x08\x01" + raw[4:], "bad IDX magic number 0x00000801"),
-    (lambda raw: raw + b"\x00" * 7, "7 extra bytes"),
+    (lambda raw: raw + b"\x00" * 7, "extra bytes after the data"),
     (lambda raw: raw[:2], "too short for an IDX header"),
 ])
 def test_malformed_image_file_is_refused(tmp_path, damage, message):
     folder = _copy_subset(tmp_path)
     _rewrite(folder / "t10k-images-idx3-ubyte.gz", damage)
     with pytest.raises(DataFileError, match=message):
+        data.load_mnist(tmp_path)
+
+
+def test_absurd_header_is_refused_before_reading(tmp_path):
+    folder = _copy_subset(tmp_path)
+    # (2^22, 2^21, 2^21) overflows a 64-bit product to 0: the check must use exact integers.
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 1 << 22, 1 << 21, 1 << 21)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header))
+    with pytest.raises(DataFileError, match="implausible .* the header is corrupt"):
         data.load_mnist(tmp_path)
 
 
@@ -141,6 +151,9 @@ def test_wrong_image_size_is_refused(tmp_path):
 def test_missing_folder_and_missing_file_are_named(tmp_path):
     with pytest.raises(DataDirError, match="does not exist"):
         data.load_mnist(tmp_path / "nowhere")
+    (tmp_path / "plain-file").write_text("x")
+    with pytest.raises(DataDirError, match="is a file, not a folder"):
+        data.load_mnist(tmp_path / "plain-file")
     folder = _copy_subset(tmp_path)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataDirError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\]"):

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from jaxreform import report
-from jaxreform.errors import ReportExistsError
+from jaxreform.errors import OutputFolderError, ReportExistsError
 
 
 def _write_report(folder, value):
     with report.report_folder(folder, overwrite=True) as staging:
-        report.write_json(staging / report.REPORT_JSON, {"value": value})
+        report.write_json(staging / report.REPORT_JSON, {"value": value, "files": ["report.json"]})
 
 
 def test_new_folder_is_created_with_its_report(tmp_path):
     _write_report(tmp_path / "out", 1)
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1}
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1, "files": ["report.json"]}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging left behind
 
 
@@ -26,7 +27,7 @@ def test_existing_report_needs_overwrite(tmp_path):
     with pytest.raises(ReportExistsError, match="already holds a report; pass --overwrite"):
         report.check_output_folder(tmp_path / "out", overwrite=False)
     _write_report(tmp_path / "out", 2)
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 2}
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 2, "files": ["report.json"]}
 
 
 def test_failure_midway_leaves_the_old_report_untouched(tmp_path):
@@ -35,7 +36,7 @@ def test_failure_midway_leaves_the_old_report_untouched(tmp_path):
         with report.report_folder(tmp_path / "out", overwrite=True) as staging:
             (staging / "report.json").write_text("half")
             1 / 0
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1}
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1, "files": ["report.json"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -53,3 +54,40 @@ def test_foreign_folder_is_never_overwritten(tmp_path):
 def test_json_is_strict_with_nan_as_null(tmp_path):
     report.write_json(tmp_path / "r.json", {"precision": float("nan"), "pair": (1, 2.5)})
     assert json.loads((tmp_path / "r.json").read_text()) == {"precision": None, "pair": [1, 2.5]}
+
+
+def test_overwrite_never_deletes_files_the_report_did_not_list(tmp_path):
+    _write_report(tmp_path / "out", 1)
+    (tmp_path / "out" / "thesis.txt").write_text("precious")
+    with pytest.raises(ReportExistsError, match=r"holds files that are not part of its report "
+                                                r"\(thesis.txt\)"):
+        _write_report(tmp_path / "out", 2)
+    assert (tmp_path / "out" / "thesis.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unusable_destinations_fail_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputFolderError, match="cannot create the output folder"):
+        with report.report_folder(tmp_path / "afile" / "sub", overwrite=False):
+            raise AssertionError("the body must not run")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReportExistsError, match="is the current directory or one of its parents"):
+        report.check_output_folder(".", overwrite=True)
+
+
+def test_report_folder_gets_ordinary_permissions(tmp_path):
+    _write_report(tmp_path / "out", 1)
+    mode = (tmp_path / "out").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask
+
+
+def test_replacement_is_one_exchange_where_the_system_has_it(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "from-a").write_text("a")
+    (tmp_path / "b").mkdir()
+    if not report._exchange_atomically(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; the fallback is used")
+    assert (tmp_path / "b" / "from-a").exists() and not (tmp_path / "a" / "from-a").exists()

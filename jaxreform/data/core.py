@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxreform import _validate
-from jaxreform.errors import ConfigError, DataDirError
+from jaxreform.errors import ConfigError, DataDirError, InvalidDataError
 
 DATA_DIR_ENV = "JAXREFORM_DATA_DIR"
 
@@ -46,6 +46,10 @@ class Dataset:
             f"{self.name} test_inputs", self.test_inputs,
             f"{self.name} test_labels", self.test_labels, num_classes=self.num_classes,
         )
+        if self.train_inputs.shape[1:] != self.test_inputs.shape[1:]:
+            raise InvalidDataError(
+                f"{self.name}: training examples have shape {self.train_inputs.shape[1:]} but "
+                f"test examples {self.test_inputs.shape[1:]}; they must match.")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -67,7 +71,8 @@ class Dataset:
 def subset_indices(key: jax.Array, population: int, size: int) -> np.ndarray:
     """Draws ``size`` distinct indices from ``range(population)``, sorted, determined by ``key``."""
     if not 0 < size <= population:
-        raise ConfigError(f"subset size must lie in [1, {population}], got size={size}.")
+        raise ConfigError(f"subset size must lie in [1, {population}] (the examples available), "
+                          f"got {size}.")
     chosen = jax.random.choice(key, population, shape=(size,), replace=False)
     return np.sort(np.asarray(chosen))
 
@@ -102,12 +107,23 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         DataDirError: if a directory was given (either way) but does not exist.
     """
     origin = "--data-dir"
-    if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is not None and str(data_dir).strip() == "":
+        raise DataDirError("the data directory given is an empty string; omit it to use "
+                           f"${DATA_DIR_ENV} or the embedded subset.")
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None  # set-but-empty counts as unset
         origin = f"${DATA_DIR_ENV}"
     if data_dir is None:
         return None
-    path = Path(data_dir).expanduser()
-    if not path.is_dir():
+    try:
+        path = Path(data_dir).expanduser()
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, RuntimeError) as error:
+        raise DataDirError(f"data directory {str(data_dir)!r} (from {origin}) cannot be used: "
+                           f"{getattr(error, 'strerror', None) or error}") from None
+    if not exists:
         raise DataDirError(f"data directory {str(path)!r} (from {origin}) does not exist.")
+    if not is_dir:
+        raise DataDirError(f"data directory {str(path)!r} (from {origin}) is a file, not a "
+                           "folder.")
     return path

@@ -85,7 +85,9 @@ class AutoencoderReformer:
 
     def __post_init__(self):
         _validate.check_choice("autoencoder architecture", self.architecture, models.AUTOENCODERS)
-        _validate.check_positive(**{f"hidden_sizes[{i}]": w for i, w in enumerate(self.hidden_sizes)})
+        widths = {f"hidden_sizes[{i}]": w for i, w in enumerate(self.hidden_sizes)}
+        _validate.check_integers(**widths)
+        _validate.check_positive(**widths)
         if self.code_size is not None and self.architecture != "dense":
             raise ConfigError("code_size applies to the dense autoencoder only.")
 
@@ -106,6 +108,10 @@ class AutoencoderReformer:
             InvalidDataError: if inputs hold NaN/Inf or lie outside [0, 1].
         """
         del labels
+        inputs = jnp.asarray(inputs, jnp.float32)
+        if inputs.ndim < 2 or inputs.shape[0] == 0:
+            raise InvalidDataError(
+                f"autoencoder inputs must have shape [n, ...] with n >= 1, got {inputs.shape}.")
         _validate.check_finite("autoencoder inputs", inputs)
         low, high = float(jnp.min(inputs)), float(jnp.max(inputs))
         if low < 0.0 or high > 1.0:
