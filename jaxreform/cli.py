@@ -104,6 +104,29 @@ def _add_run_parser(verbs) -> None:
                        help="passes over the data when training the autoencoder")
     group.add_argument("--ae-learning-rate", type=_positive_float, default=1e-3,
                        help="Adam step size of the autoencoder")
+    group = parser.add_argument_group("influence reformer")
+    group.add_argument("--budget", type=_positive_float, default=0.3,
+                       help="relative L2 change of every training example, ||x'-x|| / ||x||")
+    group.add_argument("--noise", default="orthogonal",
+                       help="orthogonal (the reformer), or the controls isotropic and along")
+    group.add_argument("--per-class", action="store_true",
+                       help="one influence direction per class (remove a k-dim subspace)")
+    group.add_argument("--influence-l2", type=float, default=0.01,
+                       help="L2 penalty of the model whose influence is computed")
+    group.add_argument("--clip", action="store_true",
+                       help="keep reformed inputs in [0, 1]")
+    group.add_argument("--solver", default="cg", help="inverse-HVP solver: exact, cg or lissa")
+    group.add_argument("--damping", type=float, default=0.0,
+                       help="added to the Hessian's diagonal (needed for mlp and cnn)")
+    group.add_argument("--solver-tolerance", type=_positive_float, default=1e-4,
+                       help="largest acceptable relative residual of the solve")
+    group.add_argument("--cg-max-iterations", type=_positive_int, default=1000)
+    group.add_argument("--lissa-scale", type=_positive_float, default=50.0,
+                       help="must exceed the Hessian's largest eigenvalue")
+    group.add_argument("--lissa-depth", type=_positive_int, default=5000)
+    group.add_argument("--lissa-repeats", type=_positive_int, default=1)
+    group.add_argument("--lissa-batch-size", type=_positive_int, default=None,
+                       help="examples per LiSSA step (default: all)")
     group = parser.add_argument_group("measurement")
     group.add_argument("--attack-examples", type=_positive_int, default=None,
                        help="size of each side of the membership attack: this many training "
@@ -114,7 +137,7 @@ def _add_run_parser(verbs) -> None:
 
 
 def _run(args) -> int:
-    from jaxreform import pipeline, train
+    from jaxreform import influence, pipeline, train
 
     config = pipeline.RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, reformer=args.reformer, model=args.model,
@@ -125,6 +148,14 @@ def _run(args) -> int:
         autoencoder_training=train.TrainConfig(epochs=args.ae_epochs,
                                                batch_size=args.batch_size,
                                                learning_rate=args.ae_learning_rate),
+        influence_budget=args.budget, influence_noise=args.noise,
+        influence_per_class=args.per_class, influence_l2=args.influence_l2,
+        influence_clip=args.clip,
+        solver=influence.SolverConfig(
+            method=args.solver, damping=args.damping, tolerance=args.solver_tolerance,
+            cg_max_iterations=args.cg_max_iterations, lissa_scale=args.lissa_scale,
+            lissa_depth=args.lissa_depth, lissa_repeats=args.lissa_repeats,
+            lissa_batch_size=args.lissa_batch_size),
         num_attack_examples=args.attack_examples,
     )
     payload = pipeline.run_main_job(config, args.out, overwrite=args.overwrite,

@@ -9,8 +9,11 @@ from jaxreform import _validate
 from jaxreform.reformers.autoencoder import AutoencoderFitted, AutoencoderReformer, encode
 from jaxreform.reformers.base import FittedReformer, Reformer
 from jaxreform.reformers.identity import IdentityFitted, IdentityReformer
+from jaxreform.reformers.influence import InfluenceFitted, InfluenceReformer
+from jaxreform.reformers.influence_noise import NOISE_MODES, NoiseResult, reform_with_noise
 
-REFORMERS = {"none": IdentityReformer, "autoencoder": AutoencoderReformer}
+REFORMERS = {"none": IdentityReformer, "autoencoder": AutoencoderReformer,
+             "influence": InfluenceReformer}
 
 
 def make_reformer(name: str, **settings) -> Reformer:
@@ -25,5 +28,6 @@ def make_reformer(name: str, **settings) -> Reformer:
 
 __all__ = [
     "AutoencoderFitted", "AutoencoderReformer", "FittedReformer", "IdentityFitted",
-    "IdentityReformer", "REFORMERS", "Reformer", "encode", "make_reformer",
+    "IdentityReformer", "InfluenceFitted", "InfluenceReformer", "NOISE_MODES", "NoiseResult",
+    "REFORMERS", "reform_with_noise", "Reformer", "encode", "make_reformer",
 ]
