@@ -55,6 +55,19 @@ def test_run_writes_a_complete_report(small_run):
     assert "a small subset" in markdown and "![original, reformed, difference]" in markdown
 
 
+def test_influence_reformer_from_the_command_line(tmp_path):
+    out = tmp_path / "influence"
+    assert cli.main(["run", "--reformer", "influence", "--budget", "0.4", "--out", str(out),
+                     *SMALL]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    info = payload["results"]["reformer"]
+    assert info["name"] == "influence" and info["noise"] == "orthogonal"
+    assert info["residual_cosine_max"] < 1e-4
+    assert payload["results"]["distances"]["l2"]["mean"] == pytest.approx(0.4, rel=1e-3)
+    assert payload["results"]["reformed"]["test_accuracy"] >= 0.75
+    assert "mean relative l2 change >= 30%" in payload["seed_comparison"]
+
+
 def test_same_seed_gives_the_same_numbers(small_run, tmp_path):
     _, out = small_run
     assert cli.main(["run", "--out", str(tmp_path / "again"), *SMALL]) == 0
@@ -87,6 +100,8 @@ def test_existing_report_is_refused_and_left_intact(small_run, capsys):
     (["--l2", "nan"], "l2_penalty must be a finite number"),
     (["--seed", "99999999999999999999999"], "seed must fit in 64 bits"),
     (["--attack-examples", "5000"], "num_attack_examples=5000 exceeds the 500 examples"),
+    (["--reformer", "influence", "--budget", "1e9"], "budget must lie in (0, 10.0]"),
+    (["--reformer", "influence", "--solver", "newton"], "unknown solver 'newton'"),
 ])
 def test_bad_arguments_get_one_line_and_status_2(arguments, message, tmp_path, capsys):
     status = cli.main(["run", "--out", str(tmp_path / "out"), *SMALL, *arguments])
