@@ -89,8 +89,8 @@ def kronfluence_scores(params, x, y, qx, qy):
     model = torch.nn.Sequential(torch.nn.Flatten(), linear)
 
     def dataset(inputs, labels):
-        return torch.utils.data.TensorDataset(torch.from_numpy(np.asarray(inputs)),
-                                              torch.from_numpy(np.asarray(labels)).long())
+        return torch.utils.data.TensorDataset(torch.from_numpy(np.array(inputs)),
+                                              torch.from_numpy(np.array(labels)).long())
 
     start = time.perf_counter()
     task = LogisticTask()

@@ -60,6 +60,13 @@ def _rewrite(path, transform_raw):
     path.write_bytes(gzip.compress(transform_raw(raw)))
 
 
+def _edit_array(folder, stem, edit):
+    """Reads ``folder/stem.gz``, applies ``edit`` to its array, writes the result back."""
+    path = folder / f"{stem}.gz"
+    array = data.read_idx(path, expected_ndim=3 if "images" in stem else 1)
+    path.write_bytes(gzip.compress(data.encode_idx(edit(array.copy()))))
+
+
 def test_truncated_gzip_is_refused(tmp_path):
     folder = _copy_subset(tmp_path)
     target = folder / "train-images-idx3-ubyte.gz"
@@ -121,29 +128,24 @@ def test_corrupt_gzip_stream_is_refused(tmp_path):
 
 
 def test_label_count_mismatch_is_refused(tmp_path):
-    folder = _copy_subset(tmp_path)
-    labels = data.read_idx(folder / "t10k-labels-idx1-ubyte.gz", expected_ndim=1)
-    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(
-        gzip.compress(data.encode_idx(labels[:999])))
+    _edit_array(_copy_subset(tmp_path), "t10k-labels-idx1-ubyte", lambda labels: labels[:999])
     with pytest.raises(DataFileError, match="holds 999 labels but t10k-images-idx3-ubyte.gz "
                                             "holds 1,000 images"):
         data.load_mnist(tmp_path)
 
 
 def test_label_out_of_range_is_refused(tmp_path):
-    folder = _copy_subset(tmp_path)
-    labels = data.read_idx(folder / "train-labels-idx1-ubyte.gz", expected_ndim=1).copy()
-    labels[17] = 12
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(data.encode_idx(labels)))
+    def corrupt(labels):
+        labels[17] = 12
+        return labels
+
+    _edit_array(_copy_subset(tmp_path), "train-labels-idx1-ubyte", corrupt)
     with pytest.raises(DataFileError, match="label 12 at index 17 is outside 0..9"):
         data.load_mnist(tmp_path)
 
 
 def test_wrong_image_size_is_refused(tmp_path):
-    folder = _copy_subset(tmp_path)
-    images = data.read_idx(folder / "t10k-images-idx3-ubyte.gz", expected_ndim=3)
-    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(
-        gzip.compress(data.encode_idx(images[:, :27, :])))
+    _edit_array(_copy_subset(tmp_path), "t10k-images-idx3-ubyte", lambda images: images[:, :27])
     with pytest.raises(DataFileError, match=r"images are \(27, 28\) pixels"):
         data.load_mnist(tmp_path)
 

@@ -18,6 +18,7 @@ Reference: Koh & Liang, ICML 2017, https://arxiv.org/abs/1703.04730.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 from jaxreform.influence import solvers
 from jaxreform.influence.hvp import dense_hessian, flat_hvp, largest_eigenvalue
 from jaxreform.influence.solvers import SolveReport, SolverConfig
+from jaxreform.train import l2_norm_squared
 
 Params = Any
 ExampleLoss = Callable[[Params, jax.Array, jax.Array], jax.Array]
@@ -40,8 +42,7 @@ def make_objective(example_loss: ExampleLoss, l2_penalty: float):
     def objective(params, batch):
         inputs, labels = batch
         data_loss = jnp.mean(jax.vmap(example_loss, in_axes=(None, 0, 0))(params, inputs, labels))
-        penalty = sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(params))
-        return data_loss + 0.5 * l2_penalty * penalty
+        return data_loss + 0.5 * l2_penalty * l2_norm_squared(params)
 
     return objective
 
@@ -64,6 +65,7 @@ def chunked_vmap(fn: Callable, arrays: tuple, chunk_size: int):
     return jax.tree.map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:n], out)
 
 
+@functools.partial(jax.jit, static_argnames=("example_loss", "num_classes"))
 def reference_gradients(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
                         labels: jax.Array, *, num_classes: int | None = None) -> jax.Array:
     """``∇θ`` of the mean reference loss: ``[p]``, or ``[p, k]`` with one column per class.
@@ -80,6 +82,8 @@ def reference_gradients(example_loss: ExampleLoss, params: Params, inputs: jax.A
     return per_example.T @ one_hot / counts
 
 
+@functools.partial(jax.jit, static_argnames=("example_loss", "config", "l2_penalty",
+                                             "hvp_chunk_size"))
 def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train_data: tuple,
                 rhs: jax.Array, config: SolverConfig, *, l2_penalty: float = 0.0,
                 hvp_chunk_size: int | None = None) -> tuple[jax.Array, SolveReport]:
@@ -98,6 +102,9 @@ def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train
     Returns:
         ``(x, report)``, x shaped like ``rhs``. Call :func:`solvers.check_report` (or use
         :func:`checked_inverse_hvp`) before trusting x.
+
+    Jitted, with ``example_loss``, ``config``, ``l2_penalty`` and ``hvp_chunk_size`` static:
+    pass the same ``example_loss`` object to reuse the compiled solve.
     """
     objective = make_objective(example_loss, l2_penalty)
     matvec = flat_hvp(objective, params, train_data, chunk_size=hvp_chunk_size)
@@ -145,6 +152,7 @@ def checked_inverse_hvp(key, example_loss, params, train_data, rhs, config, *,
     return solution, report
 
 
+@functools.partial(jax.jit, static_argnames=("example_loss", "chunk_size"))
 def influence_on_loss(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
                       labels: jax.Array, s_ref: jax.Array, *, chunk_size: int = 512):
     """``I_up,loss`` of every training example: ``[n]``, or ``[n, r]`` for ``s_ref [p, r]``."""
@@ -156,6 +164,7 @@ def influence_on_loss(example_loss: ExampleLoss, params: Params, inputs: jax.Arr
     return chunked_vmap(one, (inputs, labels), chunk_size)
 
 
+@functools.partial(jax.jit, static_argnames=("example_loss", "chunk_size"))
 def influence_input_gradients(example_loss: ExampleLoss, params: Params, inputs: jax.Array,
                               labels: jax.Array, s_ref: jax.Array, *, chunk_size: int = 512):
     """``I_pert,loss`` of every training example.

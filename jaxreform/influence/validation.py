@@ -17,6 +17,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxreform.influence import solvers
 from jaxreform.influence.hvp import hvp
+from jaxreform.train import l2_norm_squared
 
 Params = Any
 
@@ -34,8 +35,8 @@ def weighted_objective(example_loss, l2_penalty: float):
     def objective(params, batch):
         inputs, labels, weights = batch
         losses = jax.vmap(example_loss, in_axes=(None, 0, 0))(params, inputs, labels)
-        penalty = sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(params))
-        return jnp.sum(weights * losses) / jnp.sum(weights) + 0.5 * l2_penalty * penalty
+        return (jnp.sum(weights * losses) / jnp.sum(weights)
+                + 0.5 * l2_penalty * l2_norm_squared(params))
 
     return objective
 
