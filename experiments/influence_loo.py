@@ -68,9 +68,8 @@ def loo_validation(key, inputs, labels, test_inputs, test_labels, *, l2_penalty=
     gradient = influence.reference_gradients(example_loss, params, x_ref[None], y_ref[None])
 
     scores, solve_reports = {}, {}
-    top_eigenvalue = float(influence.largest_eigenvalue(
-        key, influence.flat_hvp(influence.make_objective(example_loss, l2_penalty), params,
-                                (inputs, labels)), gradient.shape[0]))
+    top_eigenvalue = float(influence.top_hessian_eigenvalue(
+        key, example_loss, params, (inputs, labels), l2_penalty=l2_penalty))
     for method in solvers:
         config = influence.SolverConfig(method=method, tolerance=1e-3 if method == "lissa" else 1e-5,
                                         lissa_scale=1.2 * top_eigenvalue, lissa_depth=lissa_depth)

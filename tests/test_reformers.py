@@ -71,7 +71,7 @@ def test_identity_reformer_changes_nothing(embedded_mnist):
 
 def test_bad_reformer_requests_are_refused(embedded_mnist):
     with pytest.raises(ConfigError, match="unknown reformer 'autoencodr'; choose one of: "
-                                          "autoencoder, none"):
+                                          "autoencoder, influence, none"):
         reformers.make_reformer("autoencodr")
     with pytest.raises(ConfigError, match="unknown autoencoder architecture 'rnn'"):
         reformers.make_reformer("autoencoder", architecture="rnn")

@@ -13,6 +13,7 @@ from jaxreform.influence.scores import (
     inverse_hvp,
     make_objective,
     reference_gradients,
+    top_hessian_eigenvalue,
 )
 from jaxreform.influence.solvers import (
     SOLVERS,
@@ -29,4 +30,5 @@ __all__ = [
     "chunked_vmap", "dense_hessian", "example_loss_from_apply", "flat_hvp", "hvp",
     "influence_input_gradients", "influence_on_loss", "inverse_hvp", "largest_eigenvalue",
     "make_objective", "reference_gradients", "solve_cg", "solve_exact", "solve_lissa",
+    "top_hessian_eigenvalue",
 ]

@@ -32,6 +32,11 @@ def flat_hvp(objective: Objective, params: Params, data: tuple, *,
              chunk_size: int | None = None) -> MatVec:
     """Returns ``matvec: [p] -> [p]``, the Hessian of the objective over all of ``data``.
 
+    .. warning:: ``matvec`` closes over ``params`` and ``data``. Call it inside a jitted
+       function that takes them as arguments (as :func:`~jaxreform.influence.inverse_hvp`
+       does); jitting ``matvec`` itself makes them compile-time constants, and XLA may spend
+       minutes constant-folding a CNN's forward pass.
+
     Args:
         objective: ``objective(params, batch) -> []``, a mean over the batch (+ regulariser).
         params: Where the Hessian is taken.

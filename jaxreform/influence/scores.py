@@ -145,11 +145,23 @@ def checked_inverse_hvp(key, example_loss, params, train_data, rhs, config, *,
                                    l2_penalty=l2_penalty, hvp_chunk_size=hvp_chunk_size)
     eigenvalue = None
     if config.method == "lissa":
-        objective = make_objective(example_loss, l2_penalty)
-        matvec = flat_hvp(objective, params, train_data, chunk_size=hvp_chunk_size)
-        eigenvalue = largest_eigenvalue(key, matvec, rhs.shape[0])
+        eigenvalue = top_hessian_eigenvalue(key, example_loss, params, train_data,
+                                            l2_penalty=l2_penalty, hvp_chunk_size=hvp_chunk_size)
     solvers.check_report(report, config, largest_eigenvalue=eigenvalue)
     return solution, report
+
+
+@functools.partial(jax.jit, static_argnames=("example_loss", "l2_penalty", "hvp_chunk_size"))
+def top_hessian_eigenvalue(key, example_loss: ExampleLoss, params: Params, train_data: tuple, *,
+                           l2_penalty: float = 0.0, hvp_chunk_size: int | None = None):
+    """Power-iteration estimate of the training objective's largest Hessian eigenvalue.
+
+    Params and data are jit arguments, never closed-over constants: XLA would otherwise try
+    to constant-fold whole forward passes (minutes for a CNN).
+    """
+    matvec = flat_hvp(make_objective(example_loss, l2_penalty), params, train_data,
+                      chunk_size=hvp_chunk_size)
+    return largest_eigenvalue(key, matvec, ravel_pytree(params)[0].shape[0])
 
 
 @functools.partial(jax.jit, static_argnames=("example_loss", "chunk_size"))
