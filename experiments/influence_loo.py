@@ -71,8 +71,9 @@ def loo_validation(key, inputs, labels, test_inputs, test_labels, *, l2_penalty=
     top_eigenvalue = float(influence.top_hessian_eigenvalue(
         key, example_loss, params, (inputs, labels), l2_penalty=l2_penalty))
     for method in solvers:
-        config = influence.SolverConfig(method=method, tolerance=1e-3 if method == "lissa" else 1e-5,
-                                        lissa_scale=1.2 * top_eigenvalue, lissa_depth=lissa_depth)
+        config = influence.SolverConfig(
+            method=method, tolerance=1e-3 if method == "lissa" else 1e-5,
+            lissa_scale=1.2 * top_eigenvalue, lissa_depth=lissa_depth)
         start = time.perf_counter()
         s_ref, solve_report = influence.checked_inverse_hvp(
             key, example_loss, params, (inputs, labels), gradient, config, l2_penalty=l2_penalty)

@@ -69,7 +69,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_parser(verbs) -> None:
     parser = verbs.add_parser(
-        "run", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="reform the training data, train on clean and reformed data, measure",
+        "run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="reform the training data, train on clean and reformed data, measure",
         description="Trains the task model on clean data and on reformed data, measures "
                     "accuracy, the relative L0/L2/L-inf change of the data and a loss-threshold "
                     "membership attack on both, and writes a report folder (report.json, "
@@ -95,7 +96,8 @@ def _add_run_parser(verbs) -> None:
                        help="minibatch size (also used for the autoencoder)")
     group.add_argument("--learning-rate", type=_positive_float, default=1e-3,
                        help="Adam step size")
-    group.add_argument("--l2", type=float, default=0.0, help="L2 penalty λ/2·||θ||² in the loss")
+    group.add_argument("--l2", type=float, default=0.0,
+                       help="L2 penalty λ/2·||θ||² in the loss")
     group = parser.add_argument_group("autoencoder reformer")
     group.add_argument("--ae-architecture", default="dense", help="dense or conv")
     group.add_argument("--ae-hidden", type=_widths, default=(512,),
@@ -170,7 +172,8 @@ def _add_data_parser(verbs) -> None:
     parser = verbs.add_parser("data", help="inspect and validate datasets")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = actions.add_parser(
-        "verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="validate a dataset's files and print its sizes",
+        "verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="validate a dataset's files and print its sizes",
         description="Reads every file of the dataset, checks headers, sizes and labels, and "
                     "prints a JSON summary; exits 2 naming the bad file otherwise.")
     verify.add_argument("--dataset", default="mnist", help=_one_of(data.LOADERS))

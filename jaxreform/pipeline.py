@@ -251,38 +251,10 @@ def _run_stages(config: RunConfig, staging: Path, *, progress: bool) -> dict[str
         jax.block_until_ready(reformed_fit.params)
 
     with timer.stage("measure", "measuring accuracy, data change and membership inference"):
-        clean_attack, clean_losses = membership_attack(
-            clean_module, clean_fit.params, x_train, y_train, members,
-            x_test[nonmembers], y_test[nonmembers])
-        reformed_attack, reformed_losses = membership_attack(
-            reformed_module, reformed_fit.params, x_reformed, y_train, members,
-            x_test_deployed[nonmembers], y_test[nonmembers])
-        in_input_space = x_reformed.shape == x_train.shape
-        distances = (metrics.summarize_distances(x_train, x_reformed,
-                                                 l0_tolerance=config.l0_tolerance)
-                     if in_input_space else None)
-        results = {
-            "clean": {
-                "test_accuracy": train.accuracy(clean_module.apply, clean_fit.params, x_test,
-                                                y_test),
-                "train_accuracy": train.accuracy(clean_module.apply, clean_fit.params, x_train,
-                                                 y_train),
-                "history": clean_fit.history,
-            },
-            "reformed": {
-                "test_accuracy": train.accuracy(reformed_module.apply, reformed_fit.params,
-                                                x_test_deployed, y_test),
-                "train_accuracy": train.accuracy(reformed_module.apply, reformed_fit.params,
-                                                 x_reformed, y_train),
-                "history": reformed_fit.history,
-            },
-            "distances": distances,
-            "membership_inference": {"attack": "loss_threshold (Yeom et al. 2018)",
-                                     "clean": clean_attack, "reformed": reformed_attack},
-            "reformer": {"name": config.reformer, **fitted.info},
-        }
-        results["accuracy_drop"] = (results["clean"]["test_accuracy"]
-                                    - results["reformed"]["test_accuracy"])
+        results, clean_losses, reformed_losses = _measure(
+            config, fitted, (clean_module, clean_fit), (reformed_module, reformed_fit),
+            (x_train, y_train, x_test, y_test), x_reformed, x_test_deployed, members, nonmembers)
+    in_input_space = x_reformed.shape == x_train.shape
 
     with timer.stage("report", "writing the report"):
         files = _write_pictures(staging, dataset, x_train, x_reformed, in_input_space,
@@ -315,6 +287,43 @@ def _run_stages(config: RunConfig, staging: Path, *, progress: bool) -> dict[str
         report.write_json(staging / report.REPORT_JSON, payload)
         (staging / report.REPORT_MD).write_text(render_markdown(payload), encoding="utf-8")
     return payload
+
+
+def _measure(config, fitted, clean, reformed, arrays, x_reformed, x_test_deployed, members,
+             nonmembers):
+    """Accuracy, data change and the membership attack for both models; returns
+    ``(results, clean losses, reformed losses)``."""
+    x_train, y_train, x_test, y_test = arrays
+
+    def accuracies(model, inputs_train, inputs_test):
+        module, fit_result = model
+        return {
+            "test_accuracy": train.accuracy(module.apply, fit_result.params, inputs_test, y_test),
+            "train_accuracy": train.accuracy(module.apply, fit_result.params, inputs_train,
+                                             y_train),
+            "history": fit_result.history,
+        }
+
+    clean_attack, clean_losses = membership_attack(
+        clean[0], clean[1].params, x_train, y_train, members, x_test[nonmembers],
+        y_test[nonmembers])
+    reformed_attack, reformed_losses = membership_attack(
+        reformed[0], reformed[1].params, x_reformed, y_train, members,
+        x_test_deployed[nonmembers], y_test[nonmembers])
+    in_input_space = x_reformed.shape == x_train.shape
+    results = {
+        "clean": accuracies(clean, x_train, x_test),
+        "reformed": accuracies(reformed, x_reformed, x_test_deployed),
+        "distances": (metrics.summarize_distances(x_train, x_reformed,
+                                                  l0_tolerance=config.l0_tolerance)
+                      if in_input_space else None),
+        "membership_inference": {"attack": "loss_threshold (Yeom et al. 2018)",
+                                 "clean": clean_attack, "reformed": reformed_attack},
+        "reformer": {"name": config.reformer, **fitted.info},
+    }
+    results["accuracy_drop"] = (results["clean"]["test_accuracy"]
+                                - results["reformed"]["test_accuracy"])
+    return results, clean_losses, reformed_losses
 
 
 def _write_pictures(folder: Path, dataset, x_train, x_reformed, in_input_space, clean_losses,

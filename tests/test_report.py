@@ -11,14 +11,19 @@ from jaxreform import report
 from jaxreform.errors import OutputFolderError, ReportExistsError
 
 
+def _read(folder):
+    return json.loads((folder / "report.json").read_text())
+
+
 def _write_report(folder, value):
     with report.report_folder(folder, overwrite=True) as staging:
-        report.write_json(staging / report.REPORT_JSON, {"value": value, "files": ["report.json"]})
+        report.write_json(staging / report.REPORT_JSON,
+                          {"value": value, "files": ["report.json"]})
 
 
 def test_new_folder_is_created_with_its_report(tmp_path):
     _write_report(tmp_path / "out", 1)
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1, "files": ["report.json"]}
+    assert _read(tmp_path / "out")["value"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging left behind
 
 
@@ -27,7 +32,7 @@ def test_existing_report_needs_overwrite(tmp_path):
     with pytest.raises(ReportExistsError, match="already holds a report; pass --overwrite"):
         report.check_output_folder(tmp_path / "out", overwrite=False)
     _write_report(tmp_path / "out", 2)
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 2, "files": ["report.json"]}
+    assert _read(tmp_path / "out")["value"] == 2
 
 
 def test_failure_midway_leaves_the_old_report_untouched(tmp_path):
@@ -36,7 +41,7 @@ def test_failure_midway_leaves_the_old_report_untouched(tmp_path):
         with report.report_folder(tmp_path / "out", overwrite=True) as staging:
             (staging / "report.json").write_text("half")
             1 / 0
-    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"value": 1, "files": ["report.json"]}
+    assert _read(tmp_path / "out")["value"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
