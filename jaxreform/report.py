@@ -92,7 +92,10 @@ def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool) -> Path:
 
 
 def _exchange_atomically(first: Path, second: Path) -> bool:
-    """Swaps two paths in one system call (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    """Swaps two paths in one system call (Linux renameat2 RENAME_EXCHANGE).
+
+    Returns False where the call is unsupported; nothing has changed then.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2

@@ -1,14 +1,16 @@
 """Influence functions (Koh & Liang 2017) over parameter pytrees, vmapped over examples.
 
 Notation: ``example_loss(params, x, y) -> []`` is the loss of one example (no regulariser);
-the training objective is ``R(θ) = mean_i example_loss(θ, z_i) + λ/2 ||θ||²`` and H its Hessian.
-For a reference loss L_ref (the mean loss of a reference set, e.g. a validation split):
+the training objective is ``R(θ) = mean_i example_loss(θ, z_i) + λ/2 ||θ||²`` and H its
+Hessian. For a reference loss L_ref (the mean loss of a reference set, e.g. a validation split):
 
 - ``s_ref = (H + λ_d I)^{-1} ∇θ L_ref``, one inverse-HVP for the whole reference set;
-- ``I_up,loss(z) = -∇θ L_refᵀ H^{-1} ∇θ L(z) = -s_refᵀ ∇θ L(z)``: up-weighting z by ε changes
-  L_ref by about ε·I_up,loss(z), so removing z (ε = -1/n) changes it by -I_up,loss(z)/n;
-- ``I_pert,loss(z) = -s_refᵀ ∇x ∇θ L(z)``: the input-gradient of ``-s_refᵀ ∇θ L(z)``, a vector
-  of the input's shape; computed here as ``∇x`` of a forward-mode derivative of L along s_ref.
+- ``I_up,loss(z) = -∇θ L_refᵀ H^{-1} ∇θ L(z) = -s_refᵀ ∇θ L(z)``: up-weighting z by ε
+  changes L_ref by about ε·I_up,loss(z), so removing z (ε = -1/n) changes it by
+  -I_up,loss(z)/n;
+- ``I_pert,loss(z) = -s_refᵀ ∇x ∇θ L(z)``: the input-gradient of ``-s_refᵀ ∇θ L(z)``, a
+  vector of the input's shape; computed here as ``∇x`` of a forward-mode derivative of L
+  along s_ref.
 
 With r reference directions (e.g. one per class) ``s_ref`` is ``[p, r]`` and every output
 gains an r axis. Shapes: n training examples, p parameters, r reference directions.

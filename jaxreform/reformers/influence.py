@@ -1,8 +1,8 @@
 """The influence-function reformer: noise orthogonal to each example's influence gradient.
 
 For each training point z = (x, y), the input-gradient of its influence on a reference loss,
-``I_pert,loss(z) = -∇θL_refᵀ H⁻¹ ∇x∇θL(z)`` (Koh & Liang 2017), is the direction in which
-moving x changes the trained model's reference loss fastest. Adversarial examples move along
+``I_pert,loss(z) = -∇θL_refᵀ H⁻¹ ∇x∇θL(z)`` (Koh & Liang 2017), is the direction in
+which moving x changes the trained model's reference loss fastest. Adversarial examples move along
 it; this reformer moves *across* it: Gaussian noise with its component along the direction(s)
 removed, scaled to a relative L2 budget. The training data change a lot while, to first order,
 the model trained on them does not.
