@@ -190,19 +190,29 @@ def fit(
     return FitResult(params, history)
 
 
-def batched_apply(fn: Callable[[jax.Array], jax.Array], inputs: jax.Array, batch_size: int = 1000):
-    """Applies ``fn: [b, ...] -> [b, ...]`` to ``inputs [n, ...]`` in chunks of ``batch_size``.
+def map_in_chunks(fn: Callable, arrays: tuple, chunk_size: int):
+    """Applies ``fn(*chunk)`` to ``arrays`` (common leading size n), ``chunk_size`` rows at a time.
 
-    Pads the last chunk and drops the padding, so memory stays bounded by one chunk.
-    Returns ``[n, ...]``. Jit-able (``lax.map`` over chunks).
+    ``fn`` takes and returns batches (``[b, ...]``; its output may be a pytree). The last
+    chunk is padded by repeating the first row and the padding is dropped, so memory stays
+    bounded by one chunk. Returns what ``fn(*arrays)`` would. Jit-able (``lax.map``).
     """
-    n = inputs.shape[0]
-    chunks = -(-n // batch_size)
-    padded = jnp.concatenate(
-        [inputs, jnp.zeros((chunks * batch_size - n, *inputs.shape[1:]), inputs.dtype)]
-    )
-    out = jax.lax.map(fn, padded.reshape(chunks, batch_size, *inputs.shape[1:]))
-    return out.reshape(chunks * batch_size, *out.shape[2:])[:n]
+    n = arrays[0].shape[0]
+    chunks = -(-n // chunk_size)
+    pad = chunks * chunk_size - n
+
+    def reshape(a):
+        padded = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+        return padded.reshape(chunks, chunk_size, *a.shape[1:])
+
+    out = jax.lax.map(lambda chunk: fn(*chunk), tuple(reshape(a) for a in arrays))
+    return jax.tree.map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:n], out)
+
+
+def batched_apply(fn: Callable[[jax.Array], jax.Array], inputs: jax.Array, batch_size: int = 1000):
+    """Applies ``fn: [b, ...] -> [b, ...]`` to ``inputs [n, ...]`` in chunks of ``batch_size``
+    (see :func:`map_in_chunks`). Returns ``[n, ...]``."""
+    return map_in_chunks(fn, (inputs,), batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "batch_size"))

@@ -33,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 from jaxreform.influence import solvers
 from jaxreform.influence.hvp import dense_hessian, flat_hvp, largest_eigenvalue
 from jaxreform.influence.solvers import SolveReport, SolverConfig
-from jaxreform.train import l2_norm_squared
+from jaxreform.train import l2_norm_squared, map_in_chunks
 
 Params = Any
 ExampleLoss = Callable[[Params, jax.Array, jax.Array], jax.Array]
@@ -65,19 +65,10 @@ def make_objective(example_loss: ExampleLoss, l2_penalty: float):
 def chunked_vmap(fn: Callable, arrays: tuple, chunk_size: int):
     """``vmap(fn)`` over the leading axis of ``arrays``, ``chunk_size`` examples at a time.
 
-    Pads the last chunk (repeating the first example) and drops the padding; memory grows
-    with the chunk, not with n. Returns what ``vmap(fn)(*arrays)`` would.
+    Memory grows with the chunk, not with n (:func:`jaxreform.train.map_in_chunks`).
+    Returns what ``vmap(fn)(*arrays)`` would.
     """
-    n = arrays[0].shape[0]
-    chunks = -(-n // chunk_size)
-    pad = chunks * chunk_size - n
-
-    def reshape(a):
-        padded = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-        return padded.reshape(chunks, chunk_size, *a.shape[1:])
-
-    out = jax.lax.map(lambda chunk: jax.vmap(fn)(*chunk), tuple(reshape(a) for a in arrays))
-    return jax.tree.map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:n], out)
+    return map_in_chunks(lambda *chunk: jax.vmap(fn)(*chunk), arrays, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnames=("example_loss", "num_classes"))
