@@ -138,7 +138,7 @@ def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train
             key, batch_matvec, b, num_examples=inputs.shape[0], config=config),
             in_axes=1, out_axes=1)(columns)
         iterations = jnp.full(columns.shape[1], config.lissa_depth * config.lissa_repeats)
-    residual = jax.vmap(lambda x, b: solvers._residual(matvec, damping, x, b),
+    residual = jax.vmap(lambda x, b: solvers.relative_residual(matvec, damping, x, b),
                         in_axes=(1, 1))(solution, columns)
     report = SolveReport(iterations, residual, jnp.all(jnp.isfinite(solution)))
     return (solution if rhs.ndim == 2 else solution[:, 0]), report

@@ -78,7 +78,8 @@ class SolveReport(NamedTuple):
     finite: jax.Array
 
 
-def _residual(matvec: MatVec, damping: float, x: jax.Array, b: jax.Array) -> jax.Array:
+def relative_residual(matvec: MatVec, damping: float, x: jax.Array, b: jax.Array) -> jax.Array:
+    """``||(H + λ_d I) x - b|| / ||b||`` for ``x, b [p]``, the check every solver reports."""
     return jnp.linalg.norm(matvec(x) + damping * x - b) / jnp.maximum(jnp.linalg.norm(b), 1e-30)
 
 
