@@ -4,6 +4,7 @@ Verbs (``jaxreform VERB --help`` documents each):
 
 - ``run``: the main job: reform the data, train on clean and reformed data, measure, report.
 - ``data verify``: validate a data folder and print what it holds.
+- ``privacy epsilon`` / ``privacy noise``: DP-SGD accounting (ε for a run, σ for a target ε).
 
 Errors on bad input print one line, ``jaxreform: error: ...``, and exit with status 2.
 """
@@ -129,6 +130,27 @@ def _add_run_parser(verbs) -> None:
     group.add_argument("--lissa-repeats", type=_positive_int, default=1)
     group.add_argument("--lissa-batch-size", type=_positive_int, default=None,
                        help="examples per LiSSA step (default: all)")
+    group = parser.add_argument_group("differential privacy (DP-SGD, dp-accounting)")
+    group.add_argument("--dp-epsilon", type=_positive_float, default=None,
+                       help="train the task model on the (reformed) data with DP-SGD to this "
+                            "epsilon (the clean reference stays non-private)")
+    group.add_argument("--dp-autoencoder-epsilon", type=_positive_float, default=None,
+                       help="dp-autoencoder: train the autoencoder with DP-SGD to this epsilon")
+    group.add_argument("--code-noise-epsilon", type=_positive_float, default=None,
+                       help="dp-autoencoder: per-record Gaussian mechanism on released codes")
+    group.add_argument("--code-clip-norm", type=_positive_float, default=5.0,
+                       help="dp-autoencoder: L2 clip norm of each code before noise")
+    group.add_argument("--code-size", type=_positive_int, default=None,
+                       help="(dp-)autoencoder, dense: code length instead of the input shape")
+    group.add_argument("--dp-delta", type=_positive_float, default=1e-5,
+                       help="delta of every DP guarantee (must be < 1/n)")
+    group.add_argument("--dp-clip-norm", type=_positive_float, default=1.0,
+                       help="per-example gradient clip norm C")
+    group.add_argument("--dp-batch-size", type=_positive_int, default=256,
+                       help="expected (Poisson) batch size q*n")
+    group.add_argument("--dp-learning-rate", type=_positive_float, default=0.1,
+                       help="SGD (momentum 0.9) step size of DP-SGD")
+    group.add_argument("--accountant", default="pld", help="pld (tighter) or rdp")
     group = parser.add_argument_group("measurement")
     group.add_argument("--attack-examples", type=_positive_int, default=None,
                        help="size of each side of the membership attack: this many training "
@@ -139,7 +161,7 @@ def _add_run_parser(verbs) -> None:
 
 
 def _run(args) -> int:
-    from jaxreform import influence, pipeline, train
+    from jaxreform import dp, influence, pipeline, train
 
     config = pipeline.RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, reformer=args.reformer, model=args.model,
@@ -159,6 +181,13 @@ def _run(args) -> int:
             lissa_depth=args.lissa_depth, lissa_repeats=args.lissa_repeats,
             lissa_batch_size=args.lissa_batch_size),
         num_attack_examples=args.attack_examples,
+        dp_epsilon=args.dp_epsilon, dp_autoencoder_epsilon=args.dp_autoencoder_epsilon,
+        code_noise_epsilon=args.code_noise_epsilon, code_clip_norm=args.code_clip_norm,
+        code_size=args.code_size,
+        dp_training=dp.DpSgdConfig(
+            target_epsilon=1.0, delta=args.dp_delta, clip_norm=args.dp_clip_norm,
+            expected_batch_size=args.dp_batch_size, learning_rate=args.dp_learning_rate,
+            accountant=args.accountant),
     )
     payload = pipeline.run_main_job(config, args.out, overwrite=args.overwrite,
                                     progress=not args.quiet)
@@ -187,6 +216,50 @@ def _verify(args) -> int:
     return 0
 
 
+def _add_privacy_parser(verbs) -> None:
+    parser = verbs.add_parser("privacy", help="DP-SGD privacy accounting (dp-accounting)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    epsilon = actions.add_parser(
+        "epsilon", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="epsilon of a DP-SGD run",
+        description="Epsilon of DP-SGD with Poisson sampling rate q, noise multiplier sigma, "
+                    "T steps, at delta, from dp-accounting's RDP and PLD accountants.")
+    noise = actions.add_parser(
+        "noise", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="noise multiplier that reaches a target epsilon",
+        description="The smallest noise multiplier sigma whose DP-SGD run reaches the target "
+                    "epsilon at delta.")
+    for sub in (epsilon, noise):
+        sub.add_argument("--sampling-rate", type=float, required=True,
+                         help="Poisson sampling rate q = expected batch / n, in (0, 1]")
+        sub.add_argument("--steps", type=int, required=True, help="number of DP-SGD steps")
+        sub.add_argument("--delta", type=float, default=1e-5, help="delta (< 1/n)")
+        sub.add_argument("--accountant", default="both", help="pld, rdp or both")
+    epsilon.add_argument("--noise", type=float, required=True, help="noise multiplier sigma")
+    noise.add_argument("--epsilon", type=float, required=True, help="target epsilon")
+    epsilon.set_defaults(handler=_privacy)
+    noise.set_defaults(handler=_privacy)
+
+
+def _privacy(args) -> int:
+    from jaxreform import dp
+    from jaxreform.dp import accounting
+
+    names = accounting.ACCOUNTANTS if args.accountant == "both" else (args.accountant,)
+    for name in names:
+        if args.action == "epsilon":
+            value = dp.dpsgd_epsilon(args.sampling_rate, args.noise, args.steps, args.delta, name)
+            print(f"epsilon = {value:.4f} at delta = {args.delta:g} ({name} accountant; q = "
+                  f"{args.sampling_rate:g}, sigma = {args.noise:g}, {args.steps} steps)")
+        else:
+            value = dp.dpsgd_noise_multiplier(args.epsilon, args.sampling_rate, args.steps,
+                                              args.delta, name)
+            print(f"noise multiplier sigma = {value:.4f} reaches epsilon = {args.epsilon:g} at "
+                  f"delta = {args.delta:g} ({name} accountant; q = {args.sampling_rate:g}, "
+                  f"{args.steps} steps)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxreform`` command."""
     parser = _Parser(
@@ -196,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_run_parser(verbs)
     _add_data_parser(verbs)
+    _add_privacy_parser(verbs)
     return parser
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreform import _validate, data, influence, metrics, models, plots, reformers, report, train
+from jaxreform import _validate, data, dp, influence, metrics, models, plots, reformers, report, train
 from jaxreform.errors import ConfigError
 
 # The seed's MNIST figures; the clean floor is the one issue #2 sets beside the seed's 91.7%.
@@ -68,6 +68,17 @@ class RunConfig:
             (None: as many as the test set, capped by the training set).
         l0_tolerance: A coordinate counts as changed by more than this (default: half a grey
             level of an 8-bit image).
+        dp_epsilon: Train the task model on the (reformed) data with DP-SGD to this ε; the
+            clean reference model stays non-private. None: no DP for the task model.
+        dp_autoencoder_epsilon: ``dp-autoencoder`` reformer: train the autoencoder with DP-SGD
+            to this ε (option (a) of :mod:`jaxreform.reformers.dp_autoencoder`).
+        code_noise_epsilon: ``dp-autoencoder``: ε of the per-record Gaussian mechanism on the
+            released codes (option (c)).
+        code_clip_norm: ``dp-autoencoder``: L2 clip norm of each code before noise.
+        code_size: ``dp-autoencoder``/``autoencoder`` (dense): a code of this length instead
+            of the input's shape.
+        dp_training: DP-SGD settings (batch, clip, learning rate, δ, accountant) shared by the
+            task model and the autoencoder; their ε comes from the fields above.
     """
 
     dataset: str = "mnist"
@@ -91,6 +102,14 @@ class RunConfig:
     solver: influence.SolverConfig = influence.SolverConfig(method="cg", tolerance=1e-4)
     num_attack_examples: int | None = None
     l0_tolerance: float = 0.5 / 255
+    dp_epsilon: float | None = None
+    dp_autoencoder_epsilon: float | None = None
+    code_noise_epsilon: float | None = None
+    code_clip_norm: float = 5.0
+    code_size: int | None = None
+    dp_training: dp.DpSgdConfig = dp.DpSgdConfig(target_epsilon=1.0, epochs=10,
+                                                 expected_batch_size=256, clip_norm=1.0,
+                                                 learning_rate=0.1)
 
     def __post_init__(self):
         _validate.check_choice("dataset", self.dataset, data.LOADERS)
@@ -104,7 +123,24 @@ class RunConfig:
         _validate.check_integers(seed=self.seed)
         if not -(2**63) <= self.seed < 2**63:
             raise ConfigError(f"seed must fit in 64 bits, got seed={self.seed}.")
+        for name in ("dp_epsilon", "dp_autoencoder_epsilon", "code_noise_epsilon"):
+            value = getattr(self, name)
+            if value is not None:
+                _validate.check_finite_numbers(**{name: value})
+                _validate.check_positive(**{name: value})
+        if self.reformer != "dp-autoencoder" and (self.dp_autoencoder_epsilon is not None
+                                                  or self.code_noise_epsilon is not None):
+            raise ConfigError("dp_autoencoder_epsilon and code_noise_epsilon apply to "
+                              "--reformer dp-autoencoder only.")
         self.make_reformer()  # refuses a bad reformer setting now, not after training
+        if self.dp_epsilon is not None:
+            self.task_dp_config()
+
+    def task_dp_config(self) -> dp.DpSgdConfig:
+        """DP-SGD settings of the task model (``dp_training`` with ``dp_epsilon`` and the
+        classifier's epochs)."""
+        return dataclasses.replace(self.dp_training, target_epsilon=self.dp_epsilon,
+                                   noise_multiplier=None, epochs=self.classifier.epochs)
 
     def make_reformer(self) -> reformers.Reformer:
         """The reformer this config names, with its settings."""
@@ -122,6 +158,18 @@ class RunConfig:
                 train_config=self.classifier,
                 clip=(0.0, 1.0) if self.influence_clip else None,
             )
+        if self.reformer == "dp-autoencoder":
+            dp_training = None
+            if self.dp_autoencoder_epsilon is not None:
+                dp_training = dataclasses.replace(
+                    self.dp_training, target_epsilon=self.dp_autoencoder_epsilon,
+                    noise_multiplier=None, epochs=self.autoencoder_training.epochs)
+            return reformers.make_reformer(
+                "dp-autoencoder", architecture=self.autoencoder_architecture,
+                hidden_sizes=tuple(self.autoencoder_hidden), code_size=self.code_size,
+                train_config=self.autoencoder_training, dp_training=dp_training,
+                code_noise_epsilon=self.code_noise_epsilon, code_clip_norm=self.code_clip_norm,
+                code_delta=self.dp_training.delta)
         return reformers.make_reformer(self.reformer)
 
 
@@ -145,10 +193,12 @@ class StageTimer:
 def train_task_model(
     key: jax.Array, config: RunConfig, num_classes: int, train_inputs, train_labels,
     test_inputs, test_labels, *, progress: bool, description: str,
+    dp_config: dp.DpSgdConfig | None = None,
 ):
-    """Initialises and trains the task model; returns ``(module, FitResult)``.
+    """Initialises and trains the task model; returns ``(module, FitResult or DpFitResult)``.
 
-    The test accuracy after every epoch is kept in the history (``test_accuracy``).
+    With ``dp_config`` it is trained with DP-SGD. The test accuracy after every epoch is kept
+    in the history (``test_accuracy``).
     """
     module = models.CLASSIFIERS[config.model](num_classes=num_classes)
     init_key, fit_key = jax.random.split(key)
@@ -159,6 +209,12 @@ def train_task_model(
         return {"test_accuracy": train.accuracy(module.apply, current_params, test_inputs,
                                                 test_labels)}
 
+    if dp_config is not None:
+        config_l2 = dataclasses.replace(dp_config, l2_penalty=config.classifier.l2_penalty)
+        return module, dp.fit_dp(fit_key, module.apply, dp.cross_entropy_example_loss, params,
+                                 (train_inputs, train_labels), config_l2,
+                                 covers="the released task model", evaluate=evaluate,
+                                 progress=progress, description=description)
     result = train.fit(fit_key, loss_fn, params, (train_inputs, train_labels), config.classifier,
                        evaluate=evaluate, progress=progress, description=description)
     return module, result
@@ -247,7 +303,8 @@ def _run_stages(config: RunConfig, staging: Path, *, progress: bool) -> dict[str
     with timer.stage("train_reformed", "training the task model on reformed data"):
         reformed_module, reformed_fit = train_task_model(
             keys["reformed"], config, dataset.num_classes, x_reformed, y_train, x_test_deployed,
-            y_test, progress=progress, description="reformed model")
+            y_test, progress=progress, description="reformed model",
+            dp_config=config.task_dp_config() if config.dp_epsilon is not None else None)
         jax.block_until_ready(reformed_fit.params)
 
     with timer.stage("measure", "measuring accuracy, data change and membership inference"):
@@ -321,9 +378,18 @@ def _measure(config, fitted, clean, reformed, arrays, x_reformed, x_test_deploye
                                  "clean": clean_attack, "reformed": reformed_attack},
         "reformer": {"name": config.reformer, **fitted.info},
     }
+    results["privacy"] = _guarantees(fitted, reformed[1])
     results["accuracy_drop"] = (results["clean"]["test_accuracy"]
                                 - results["reformed"]["test_accuracy"])
     return results, clean_losses, reformed_losses
+
+
+def _guarantees(fitted, reformed_fit) -> list[dict]:
+    """Every differential-privacy statement of the run, each saying what it covers."""
+    found = list(fitted.info.get("guarantees", []))
+    if isinstance(reformed_fit, dp.DpFitResult):
+        found.append(reformed_fit.guarantee.as_dict())
+    return found
 
 
 def _write_pictures(folder: Path, dataset, x_train, x_reformed, in_input_space, clean_losses,
@@ -394,6 +460,17 @@ def _reformer_lines(info: dict) -> list[str]:
     return ["## Reformer", "", report.markdown_table(["setting or diagnostic", "value"], rows), ""]
 
 
+def _privacy_lines(guarantees: list[dict]) -> list[str]:
+    if not guarantees:
+        return ["## Differential privacy", "", "None: no part of this run is differentially "
+                "private (the attacks above are the only privacy evidence).", ""]
+    rows = [[g["covers"], g["epsilon"], f"{g['delta']:g}", g["accountant"], g["mechanism"]]
+            for g in guarantees]
+    return ["## Differential privacy", "", "Each bound covers only what its row names.", "",
+            report.markdown_table(["covers", "epsilon", "delta", "accountant", "mechanism"],
+                                  rows), ""]
+
+
 def render_markdown(payload: dict) -> str:
     """The human-readable ``report.md`` of a main-job report."""
     config, results, info = payload["config"], payload["results"], payload["data"]
@@ -432,6 +509,7 @@ def render_markdown(payload: dict) -> str:
                                     [[name, *(mia[name][k] for k in keys)]
                                      for name in ("clean", "reformed")]),
               "", "![log-log ROC](roc.png)", ""]
+    lines += _privacy_lines(results.get("privacy", []))
     lines += _reformer_lines(results["reformer"])
     timing = results["timing"]
     lines += ["## Time", "", report.markdown_table(

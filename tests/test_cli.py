@@ -102,6 +102,12 @@ def test_existing_report_is_refused_and_left_intact(small_run, capsys):
     (["--attack-examples", "5000"], "num_attack_examples=5000 exceeds the 500 examples"),
     (["--reformer", "influence", "--budget", "1e9"], "budget must lie in (0, 10.0]"),
     (["--reformer", "influence", "--solver", "newton"], "unknown solver 'newton'"),
+    (["--reformer", "none", "--dp-epsilon", "2", "--dp-delta", "0.01"], "not below 1/n"),
+    (["--reformer", "autoencoder", "--code-noise-epsilon", "2"],
+     "apply to --reformer dp-autoencoder only"),
+    (["--reformer", "dp-autoencoder"], "dp-autoencoder needs dp_training"),
+    (["--reformer", "none", "--dp-epsilon", "2", "--accountant", "moments"],
+     "unknown accountant 'moments'"),
 ])
 def test_bad_arguments_get_one_line_and_status_2(arguments, message, tmp_path, capsys):
     status = cli.main(["run", "--out", str(tmp_path / "out"), *SMALL, *arguments])
@@ -109,6 +115,44 @@ def test_bad_arguments_get_one_line_and_status_2(arguments, message, tmp_path, c
     assert status == 2
     assert message in error and len(error.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dp_autoencoder_reports_each_guarantee_and_what_it_covers(tmp_path):
+    out = tmp_path / "dp"
+    assert cli.main(["run", "--reformer", "dp-autoencoder", "--dp-autoencoder-epsilon", "4",
+                     "--code-noise-epsilon", "8", "--code-size", "32", "--dp-epsilon", "4",
+                     "--out", str(out), *SMALL]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    guarantees = {g["covers"].split(" (")[0]: g for g in payload["results"]["privacy"]}
+    assert set(guarantees) == {"the released encoder", "each released reformed training record",
+                               "the released task model"}
+    for name, target in (("the released encoder", 4.0), ("the released task model", 4.0),
+                         ("each released reformed training record", 8.0)):
+        assert guarantees[name]["epsilon"] == pytest.approx(target, rel=0.01)
+        assert guarantees[name]["delta"] == 1e-5
+    # Local noise on every code leaves little signal in 2,000 images; only sanity here (the
+    # frontier experiment measures accuracy). The codes are 32 numbers, not images.
+    assert 0.0 <= payload["results"]["reformed"]["test_accuracy"] <= 1.0
+    assert payload["results"]["reformer"]["code_shape"] == [32]
+    assert "Each bound covers only what its row names" in (out / "report.md").read_text()
+
+
+def test_privacy_epsilon_and_noise_commands(capsys):
+    assert cli.main(["privacy", "epsilon", "--sampling-rate", "0.01", "--noise", "4",
+                     "--steps", "10000", "--delta", "1e-5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("epsilon = 1.0355 ") and "rdp" in lines[0]
+    assert lines[1].startswith("epsilon = 0.947") and "pld" in lines[1]
+    assert cli.main(["privacy", "noise", "--sampling-rate", "0.01", "--epsilon", "1",
+                     "--steps", "10000", "--accountant", "rdp"]) == 0
+    assert "sigma = 4.12" in capsys.readouterr().out
+    assert cli.main(["privacy", "epsilon", "--sampling-rate", "1.5", "--noise", "4",
+                     "--steps", "10"]) == 2
+    assert "sampling_rate must lie in (0, 1]" in capsys.readouterr().err
+    assert cli.main(["privacy", "noise", "--sampling-rate", "1", "--epsilon", "0.0001",
+                     "--steps", "100000"]) == 2
+    assert "no noise multiplier" in capsys.readouterr().err
 
 
 def test_truncated_data_file_names_the_file(tmp_path, capsys):

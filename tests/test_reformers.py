@@ -71,7 +71,7 @@ def test_identity_reformer_changes_nothing(embedded_mnist):
 
 def test_bad_reformer_requests_are_refused(embedded_mnist):
     with pytest.raises(ConfigError, match="unknown reformer 'autoencodr'; choose one of: "
-                                          "autoencoder, influence, none"):
+                                          "autoencoder, dp-autoencoder, influence, none"):
         reformers.make_reformer("autoencodr")
     with pytest.raises(ConfigError, match="unknown autoencoder architecture 'rnn'"):
         reformers.make_reformer("autoencoder", architecture="rnn")
@@ -83,3 +83,19 @@ def test_bad_reformer_requests_are_refused(embedded_mnist):
     with pytest.raises(InvalidDataError, match=r"must lie in \[0, 1\]"):
         reformer.fit(jax.random.key(0), embedded_mnist.train_inputs[:200] * 255, None,
                      progress=False)
+
+
+def test_dp_autoencoder_code_noise_matches_its_guarantee(embedded_mnist):
+    from jaxreform import dp
+    reformer = reformers.make_reformer("dp-autoencoder", train_config=FAST, code_size=16,
+                                       code_noise_epsilon=2.0, code_clip_norm=1.5)
+    inputs = jnp.asarray(embedded_mnist.train_inputs[:1000])
+    fitted = reformer.fit(jax.random.key(0), inputs, progress=False)
+    (guarantee,) = fitted.info["guarantees"]
+    assert guarantee["epsilon"] == pytest.approx(2.0, rel=1e-3)
+    sigma = dp.gaussian_mechanism_noise(2.0, 1e-5)
+    assert fitted.info["code_noise_std"] == pytest.approx(2 * 1.5 * sigma)
+    clean = fitted.transform(inputs)  # deployment: clipped, not noised
+    assert float(jnp.max(jnp.linalg.norm(clean, axis=1))) <= 1.5 * (1 + 1e-5)
+    residual = fitted.reformed_train - clean
+    assert float(jnp.std(residual)) == pytest.approx(2 * 1.5 * sigma, rel=0.05)

@@ -16,9 +16,11 @@ from jaxreform.data.core import (
     take_subset,
 )
 from jaxreform.data.idx import encode_idx, parse_idx, read_idx
+from jaxreform.data.adult import TabularEncoding, load_adult, load_adult_with_encoding
+from jaxreform.data.malware import load_malware, load_malware_with_encoding
 from jaxreform.data.mnist import EMBEDDED_SOURCE, load_mnist
 
-LOADERS = {"mnist": load_mnist}
+LOADERS = {"mnist": load_mnist, "adult": load_adult, "malware": load_malware}
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -32,6 +34,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
 
 __all__ = [
-    "DATA_DIR_ENV", "Dataset", "EMBEDDED_SOURCE", "LOADERS", "encode_idx", "load_dataset",
-    "load_mnist", "parse_idx", "read_idx", "resolve_data_dir", "subset_indices", "take_subset",
+    "DATA_DIR_ENV", "Dataset", "EMBEDDED_SOURCE", "LOADERS", "TabularEncoding", "encode_idx",
+    "load_adult", "load_adult_with_encoding", "load_dataset", "load_malware",
+    "load_malware_with_encoding", "load_mnist", "parse_idx", "read_idx", "resolve_data_dir", "subset_indices", "take_subset",
 ]

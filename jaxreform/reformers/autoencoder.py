@@ -99,15 +99,12 @@ class AutoencoderReformer:
             )
         return models.ConvAutoencoder(input_shape=input_shape, features=self.hidden_sizes)
 
-    def fit(self, key, inputs, labels=None, *, progress: bool = True) -> AutoencoderFitted:
-        """Trains the autoencoder on ``inputs [n, ...]`` (values in [0, 1]) and encodes them.
-
-        ``labels`` are unused: the autoencoder is unsupervised.
+    def check_inputs(self, inputs) -> jax.Array:
+        """``inputs`` as float32 ``[n, ...]`` after checking they are finite and in [0, 1].
 
         Raises:
-            InvalidDataError: if inputs hold NaN/Inf or lie outside [0, 1].
+            InvalidDataError: if inputs are empty, hold NaN/Inf or lie outside [0, 1].
         """
-        del labels
         inputs = jnp.asarray(inputs, jnp.float32)
         if inputs.ndim < 2 or inputs.shape[0] == 0:
             raise InvalidDataError(
@@ -118,21 +115,37 @@ class AutoencoderReformer:
             raise InvalidDataError(
                 f"autoencoder inputs must lie in [0, 1] (scaled intensities), got [{low}, {high}]."
             )
+        return inputs
+
+    def train_autoencoder(self, key, autoencoder, params, inputs, progress: bool):
+        """Non-private training; returns ``(params, history)``."""
+        result = train.fit(key, reconstruction_loss(autoencoder), params, (inputs,),
+                           self.train_config, progress=progress, description="autoencoder")
+        return result.params, result.history
+
+    def describe(self) -> dict:
+        """The settings, JSON-ready, for ``info``."""
+        return {"architecture": self.architecture, "hidden_sizes": list(self.hidden_sizes),
+                "code_size": self.code_size,
+                "train_config": dataclasses.asdict(self.train_config)}
+
+    def fit(self, key, inputs, labels=None, *, progress: bool = True) -> AutoencoderFitted:
+        """Trains the autoencoder on ``inputs [n, ...]`` (values in [0, 1]) and encodes them.
+
+        ``labels`` are unused: the autoencoder is unsupervised.
+
+        Raises:
+            InvalidDataError: if inputs hold NaN/Inf or lie outside [0, 1].
+        """
+        del labels
+        inputs = self.check_inputs(inputs)
         init_key, fit_key = jax.random.split(key)
         autoencoder = self.build(tuple(inputs.shape[1:]))
         params = autoencoder.init(init_key, inputs[:1])
-        result = train.fit(
-            fit_key, reconstruction_loss(autoencoder), params, (inputs,), self.train_config,
-            progress=progress, description="autoencoder",
-        )
-        codes = encode(autoencoder, result.params, inputs)
-        info = {
-            "architecture": self.architecture,
-            "hidden_sizes": list(self.hidden_sizes),
-            "code_shape": list(codes.shape[1:]),
-            "train_config": dataclasses.asdict(self.train_config),
-            "reconstruction_loss": result.history["train_loss"],
-        }
+        params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs, progress)
+        codes = encode(autoencoder, params, inputs)
+        info = {**self.describe(), "code_shape": list(codes.shape[1:]),
+                "reconstruction_loss": history["train_loss"]}
         return AutoencoderFitted(
-            reformed_train=codes, encoder_params=result.params, autoencoder=autoencoder, info=info
+            reformed_train=codes, encoder_params=params, autoencoder=autoencoder, info=info
         )
