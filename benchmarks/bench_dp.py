@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from bench_training import median_seconds
 
 from jaxreform import data, dp, models, report
 
@@ -35,16 +35,6 @@ MODELS = {
     "mlp_784_1000_10": lambda: models.MLP(10, (1000,)),
     "cnn_32_64": lambda: models.SmallCNN(10),
 }
-
-
-def median_seconds(fn, repeats):
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_model(module, x, y, repeats, steps):
