@@ -111,7 +111,7 @@ def test_matches_the_loop_on_an_mlp_with_probability_outputs():
 def test_each_label_stops_on_its_own_and_then_stays_put(softmax_target):
     labels = np.array([0, 5, 11, 23, 31])
     apply, params = softmax_target.module.apply, softmax_target.params
-    config = MIFaceConfig.confidence_target(0.6, max_steps=3000)
+    config = MIFaceConfig.confidence_target(0.6, step_size=10.0, max_steps=2000)
     result = mi_face(apply, params, labels, image_shape=SHAPE, config=config, outputs="logits")
     assert (result.stop_reasons == "threshold").all()
     assert len(set(result.steps.tolist())) > 1, result.steps
@@ -120,7 +120,8 @@ def test_each_label_stops_on_its_own_and_then_stays_put(softmax_target):
     # the others went on.
     early = int(np.argmin(result.steps))
     alone = mi_face(apply, params, labels[early:early + 1], image_shape=SHAPE,
-                    config=MIFaceConfig.fixed_steps(int(result.steps[early])), outputs="logits")
+                    config=MIFaceConfig.fixed_steps(int(result.steps[early]), step_size=10.0),
+                    outputs="logits")
     np.testing.assert_allclose(result.images[early], alone.images[0], atol=2e-6)
     assert result.best_steps[early] == result.steps[early] < result.steps.max()
 
@@ -137,8 +138,8 @@ def test_the_three_stopping_modes(softmax_target):
     np.testing.assert_array_equal(paper.images, one_step.images)
     fixed = mi_face(apply, params, labels, config=MIFaceConfig.fixed_steps(50), **kwargs)
     assert (fixed.steps == 50).all() and (fixed.stop_reasons == "max_steps").all()
-    target = mi_face(apply, params, labels, config=MIFaceConfig.confidence_target(0.2),
-                     **kwargs)
+    target = mi_face(apply, params, labels,
+                     config=MIFaceConfig.confidence_target(0.2, step_size=10.0), **kwargs)
     assert (target.confidences >= 0.2).all() and (target.steps > 1).all()
     assert (fixed.costs < one_step.costs).all()
 
@@ -169,7 +170,7 @@ def test_invalid_inputs_are_refused(softmax_target):
 
 
 def test_targets_are_the_papers_models(softmax_target):
-    assert softmax_target.train_error == 0.0 and softmax_target.test_error < 0.15
+    assert softmax_target.train_error < 0.05 and softmax_target.test_error < 0.15
     mlp = mi_face_targets.make_target_module("mlp", 40)
     assert mlp.hidden_sizes == (3000,) and mlp.activation is nn.sigmoid
     with pytest.raises(ConfigError, match="target"):
@@ -199,11 +200,11 @@ def test_ssim_against_scipy_and_closed_forms():
 
 
 def test_lineups_are_keyed_and_give_credit_only_to_the_truth():
-    gallery = jnp.asarray(np.random.default_rng(1).normal(size=(8, 2, 3)))
+    gallery = jnp.asarray(np.random.default_rng(1).normal(size=(8, 1, 3)))
     labels = jnp.arange(8)
     exact = mi_face_eval.lineup_accuracies(jax.random.key(0), gallery[:, 0], labels, gallery,
                                            num_lineups=50, lineup_size=5)
-    assert (exact >= 0.5).all()  # the same image as one of the true person's two
+    np.testing.assert_array_equal(exact, 1.0)  # the query is the true person's only image
     far = mi_face_eval.lineup_accuracies(jax.random.key(0), jnp.full((8, 3), 1e3), labels,
                                          gallery, num_lineups=50, lineup_size=5)
     again = mi_face_eval.lineup_accuracies(jax.random.key(0), jnp.full((8, 3), 1e3), labels,

@@ -15,8 +15,9 @@ Confidence Information and Basic Countermeasures", CCS 2015
 Here every label is inverted at once: one jitted call runs a ``lax.while_loop`` whose state
 holds all L labels, and the per-label cost and gradient come from ``jax.vmap``. Each label
 has its own stopping state; once a label stops, its outputs (arg-min image, cost, steps) are
-masked and no longer change, and the loop ends when no label is active. The cost of a step is that of all L labels (XLA does not
-shrink the batch), so a masked label costs compute until the last label stops.
+masked and no longer change, and the loop ends when no label is active. Every step costs
+the compute of all L labels (XLA does not shrink the batch), so a stopped label still costs
+compute until the last label stops.
 
 Conventions chosen where the paper is silent (all are documented on :class:`MIFaceConfig`):
 
@@ -152,7 +153,7 @@ class MIFaceResult:
 
 
 class _State(NamedTuple):
-    step: jax.Array          # [] int32, the index i of the step being taken next minus one
+    step: jax.Array          # [] int32, steps the loop has run so far (all labels)
     active: jax.Array        # [L] bool
     x: jax.Array             # [L, *image_shape] current iterate x_i
     grad: jax.Array          # [L, *image_shape] grad c(x_i)
@@ -334,10 +335,11 @@ def check_target_output(
     x0 = jnp.zeros((1, *image_shape), jnp.float32)
     try:
         out = np.asarray(predict_fn(params, x0), dtype=np.float64)
-    except (TypeError, ValueError) as error:
+    except Exception as error:  # flax raises its own types for a shape mismatch
         raise InvalidDataError(
-            f"the target does not accept images of shape {image_shape} (a batch "
-            f"{tuple(x0.shape)}): {error}. Pass the image_shape the target was trained on."
+            f"the target does not accept images of shape {image_shape}: calling it on a blank "
+            f"batch {tuple(x0.shape)} failed with {type(error).__name__}: {error} Pass the "
+            "image_shape the target was trained on."
         ) from None
     if out.ndim != 2 or out.shape[0] != 1 or out.shape[1] < 2:
         raise InvalidDataError(f"the target must return [batch, k] scores with k >= 2; for a "

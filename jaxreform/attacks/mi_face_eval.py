@@ -206,9 +206,13 @@ def ssim(a: jax.Array, b: jax.Array, data_range: float = 1.0) -> jax.Array:
     def one_channel(x, y):
         blur = functools.partial(_filter_valid, window=window)
         mu_x, mu_y = blur(x), blur(y)
-        var_x = blur(x * x) - mu_x**2
-        var_y = blur(y * y) - mu_y**2
-        cov = blur(x * y) - mu_x * mu_y
+        # (Co)variances do not change when each image is shifted by a constant; centring
+        # first keeps E[x²] - E[x]² from cancelling catastrophically in float32.
+        xc, yc = x - x.mean(), y - y.mean()
+        mu_xc, mu_yc = blur(xc), blur(yc)
+        var_x = blur(xc * xc) - mu_xc**2
+        var_y = blur(yc * yc) - mu_yc**2
+        cov = blur(xc * yc) - mu_xc * mu_yc
         numerator = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
         denominator = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
         return jnp.mean(numerator / denominator)
@@ -362,6 +366,34 @@ def calibration_images(gallery_images, gallery_labels, labels, *, num_classes: i
     }
 
 
+def match_contrast(images, reference_images) -> np.ndarray:
+    """Rescales each image to the reference's mean brightness and contrast ("auto-contrast").
+
+    MI-FACE reconstructions are often faint (pixels near 0): a viewer that stretches contrast
+    on display, as many do by default, sees more than the raw pixels show. Scoring both the
+    raw and the matched images separates "is there a face pattern" from "does it look like a
+    photograph". Each image becomes ``(x - mean(x)) / std(x) * s + m``, where m and s are the
+    mean and the average per-image standard deviation of ``reference_images``, clipped to
+    [0, 1]; a flat image (std 0) becomes the flat image m.
+
+    Args:
+        images: ``[n, ...]`` float images.
+        reference_images: ``[r, ...]`` real images (e.g. the gallery).
+
+    Returns:
+        ``[n, ...]`` float32, values in [0, 1].
+    """
+    images = np.asarray(images, np.float32)
+    reference = np.asarray(reference_images, np.float32)
+    flat = images.reshape(images.shape[0], -1)
+    ref_flat = reference.reshape(reference.shape[0], -1)
+    target_mean, target_std = ref_flat.mean(), ref_flat.std(axis=1).mean()
+    std = flat.std(axis=1, keepdims=True)
+    scale = np.divide(target_std, std, out=np.zeros_like(std), where=std > 0)
+    matched = (flat - flat.mean(axis=1, keepdims=True)) * scale + target_mean
+    return np.clip(matched, 0.0, 1.0).reshape(images.shape)
+
+
 def evaluator_accuracy(evaluator: FaceEvaluator, images, labels) -> float:
     """Fraction of real ``images [n, *image_shape]`` the evaluator assigns to ``labels [n]``:
     a sanity check on faces it did not see (e.g. the target's training images)."""
@@ -370,6 +402,7 @@ def evaluator_accuracy(evaluator: FaceEvaluator, images, labels) -> float:
 
 __all__ = [
     "FaceEvaluator", "InversionScores", "calibration_images", "evaluator_accuracy",
-    "fit_face_evaluator", "lineup_accuracies", "person_mean_images", "score_reconstructions",
+    "fit_face_evaluator", "lineup_accuracies", "match_contrast", "person_mean_images",
+    "score_reconstructions",
     "ssim",
 ]

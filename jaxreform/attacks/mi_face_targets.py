@@ -1,13 +1,15 @@
 """The target models that MI-FACE is run against (Fredrikson et al. 2015, section 5).
 
-* ``"softmax"``: softmax regression on the raw pixels (:class:`jaxreform.models.SoftmaxRegression`);
+* ``"softmax"``: softmax regression on the raw pixels
+  (:class:`jaxreform.models.SoftmaxRegression`), started from zero weights;
 * ``"mlp"``: one hidden layer of 3000 sigmoid units, then a softmax
   (:class:`jaxreform.models.MLP` with ``activation=nn.sigmoid``).
 
 Both are trained with :func:`jaxreform.train.fit` on cross-entropy and return logits, so
 attack them with ``mi_face(target.module.apply, target.params, ..., outputs="logits")``.
 The paper's third target, a stacked denoising autoencoder searched in code space, is not
-built here yet.
+built yet: it needs a DAE module and a code-space Process (decode, denoise, sharpen,
+re-encode), which ``mi_face``'s ``process`` hook can take once they exist.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def train_target(
     key: jax.Array,
     config: train.TrainConfig | None = None,
     hidden_units: int = MLP_HIDDEN_UNITS,
+    zero_init: bool | None = None,
     progress: bool = False,
 ) -> FaceTarget:
     """Trains target ``kind`` on ``dataset``'s training split and measures its error rates.
@@ -88,6 +91,12 @@ def train_target(
         key: Splits into the initialisation and shuffling keys.
         config: Training settings; None for ``DEFAULT_TRAIN_CONFIGS[kind]``.
         hidden_units: Width of the MLP's hidden layer (the paper's 3000).
+        zero_init: Start from all-zero parameters; None means yes for softmax, no for the
+            MLP (whose hidden units need a random start to differ). Softmax regression is
+            convex, so zero is a valid start, and it matters for the attack: with a random
+            start, the part of each weight vector orthogonal to the 280 training images gets
+            no gradient and stays as the initial noise, which then covers every
+            reconstruction. (Adam's per-coordinate scaling can still leave the span, a little.)
         progress: Show a progress bar over epochs.
 
     Returns:
@@ -100,6 +109,8 @@ def train_target(
     y = jnp.asarray(dataset.train_labels)
     start = time.perf_counter()
     params = module.init(init_key, x[:1])
+    if kind == "softmax" if zero_init is None else zero_init:
+        params = jax.tree.map(jnp.zeros_like, params)
     result = train.fit(fit_key, train.cross_entropy_loss(module.apply,
                                                          l2_penalty=config.l2_penalty),
                        params, (x, y), config, progress=progress,
