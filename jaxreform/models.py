@@ -75,11 +75,14 @@ class DenseAutoencoder(nn.Module):
         input_shape: Shape of one input, e.g. ``(28, 28, 1)``.
         hidden_sizes: Hidden widths of the encoder (the decoder uses them reversed).
         code_size: Length of the code; None keeps the input's shape.
+        bounded_code: Sigmoid on the code (values in (0, 1), for data in [0, 1] such as
+            images); False leaves it linear (for standardised tabular data).
     """
 
     input_shape: Sequence[int]
     hidden_sizes: Sequence[int] = (512,)
     code_size: int | None = None
+    bounded_code: bool = True
 
     def setup(self):
         input_size = math.prod(self.input_shape)
@@ -89,17 +92,20 @@ class DenseAutoencoder(nn.Module):
         self.output_layer = nn.Dense(input_size)
 
     def encode(self, x: jax.Array) -> jax.Array:
-        """``[b, *input_shape] -> [b, *input_shape]`` (or ``[b, code_size]``), values in (0, 1)."""
+        """``[b, *input_shape] -> [b, *input_shape]`` (or ``[b, code_size]``); values in (0, 1)
+        when ``bounded_code``."""
         h = x.reshape(x.shape[0], -1)
         for layer in self.encoder_layers:
             h = nn.relu(layer(h))
-        code = nn.sigmoid(self.code_layer(h))
+        code = self.code_layer(h)
+        code = nn.sigmoid(code) if self.bounded_code else code
         if self.code_size is None:
             return code.reshape(x.shape[0], *self.input_shape)
         return code
 
     def decode(self, code: jax.Array) -> jax.Array:
-        """Code ``[b, ...] -> [b, *input_shape]`` reconstruction logits (apply a sigmoid)."""
+        """Code ``[b, ...] -> [b, *input_shape]`` reconstruction: logits (apply a sigmoid) for
+        data in [0, 1], the values themselves for standardised data."""
         h = code.reshape(code.shape[0], -1)
         for layer in self.decoder_layers:
             h = nn.relu(layer(h))

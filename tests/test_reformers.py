@@ -99,3 +99,21 @@ def test_dp_autoencoder_code_noise_matches_its_guarantee(embedded_mnist):
     assert float(jnp.max(jnp.linalg.norm(clean, axis=1))) <= 1.5 * (1 + 1e-5)
     residual = fitted.reformed_train - clean
     assert float(jnp.std(residual)) == pytest.approx(2 * 1.5 * sigma, rel=0.05)
+
+
+def test_autoencoder_on_standardised_tabular_data(shared_data_dir):
+    from jaxreform import data
+    adult = data.load_adult(shared_data_dir)
+    inputs = jnp.asarray(adult.train_inputs[:2000])
+    reformer = reformers.make_reformer("autoencoder", hidden_sizes=(64,), train_config=FAST)
+    fitted = reformer.fit(jax.random.key(0), inputs, progress=False)
+    assert fitted.info["reconstruction_used"] == "mse"
+    losses = fitted.info["reconstruction_loss"]
+    assert losses[-1] < 0.5 * losses[0]  # it learns to reconstruct, linear code
+    assert fitted.reformed_train.shape == inputs.shape
+    assert float(jnp.min(fitted.reformed_train)) < 0.0  # unbounded code, not a sigmoid
+    with pytest.raises(InvalidDataError, match="reconstruction='mse'"):
+        reformers.make_reformer("autoencoder", reconstruction="bce").fit(
+            jax.random.key(0), inputs, progress=False)
+    with pytest.raises(ConfigError, match="needs the dense autoencoder"):
+        reformers.make_reformer("autoencoder", architecture="conv", reconstruction="mse")

@@ -22,16 +22,36 @@ from jaxreform import _validate, models, train
 from jaxreform.errors import ConfigError, InvalidDataError
 
 
-def reconstruction_loss(autoencoder: Any):
-    """Returns ``loss(params, (x [b, ...],)) -> []``: mean sigmoid cross-entropy per pixel.
+RECONSTRUCTIONS = ("auto", "bce", "mse")
 
-    Inputs must lie in [0, 1] (pixel intensities); the decoder outputs logits.
+
+def example_reconstruction_loss(kind: str):
+    """Returns ``loss(outputs [b, ...], inputs [b, ...]) -> [b]``, each example's mean over
+    its coordinates.
+
+    ``"bce"``: sigmoid cross-entropy of decoder logits against data in [0, 1] (images);
+    ``"mse"``: squared error of the decoder's output (standardised tabular data).
     """
+    _validate.check_choice("reconstruction", kind, RECONSTRUCTIONS[1:])
+
+    def loss(outputs, inputs):
+        if kind == "bce":
+            per_coordinate = optax.sigmoid_binary_cross_entropy(outputs, inputs)
+        else:
+            per_coordinate = jnp.square(outputs - inputs)
+        return per_coordinate.reshape(per_coordinate.shape[0], -1).mean(axis=1)
+
+    return loss
+
+
+def reconstruction_loss(autoencoder: Any, kind: str = "bce"):
+    """Returns ``loss(params, (x [b, ...],)) -> []``: the batch mean of
+    :func:`example_reconstruction_loss`."""
+    per_example = example_reconstruction_loss(kind)
 
     def loss(params, batch):
         (inputs,) = batch
-        logits = autoencoder.apply(params, inputs)
-        return optax.sigmoid_binary_cross_entropy(logits, inputs).mean()
+        return per_example(autoencoder.apply(params, inputs), inputs).mean()
 
     return loss
 
@@ -75,6 +95,10 @@ class AutoencoderReformer:
         code_size: Dense only: a code of this length instead of the input's shape. The
             reformed data then no longer lives in input space (no norm distances, no pictures).
         train_config: How the autoencoder is trained.
+        reconstruction: ``"bce"`` for data in [0, 1] (sigmoid code), ``"mse"`` for
+            standardised data (dense only, linear code), ``"auto"``: bce for images
+            (``[n, H, W, C]``, which must then lie in [0, 1]), mse for feature vectors
+            (``[n, d]``).
     """
 
     name: str = dataclasses.field(default="autoencoder", init=False)
@@ -82,6 +106,7 @@ class AutoencoderReformer:
     hidden_sizes: tuple[int, ...] = (512,)
     code_size: int | None = None
     train_config: train.TrainConfig = train.TrainConfig(epochs=5, batch_size=128)
+    reconstruction: str = "auto"
 
     def __post_init__(self):
         _validate.check_choice("autoencoder architecture", self.architecture, models.AUTOENCODERS)
@@ -90,20 +115,26 @@ class AutoencoderReformer:
         _validate.check_positive(**widths)
         if self.code_size is not None and self.architecture != "dense":
             raise ConfigError("code_size applies to the dense autoencoder only.")
+        _validate.check_choice("reconstruction", self.reconstruction, RECONSTRUCTIONS)
+        if self.reconstruction == "mse" and self.architecture != "dense":
+            raise ConfigError("reconstruction='mse' (standardised data) needs the dense "
+                              "autoencoder.")
 
-    def build(self, input_shape: tuple[int, ...]):
-        """The Flax autoencoder for inputs of shape ``input_shape``."""
+    def build(self, input_shape: tuple[int, ...], kind: str = "bce"):
+        """The Flax autoencoder for inputs of shape ``input_shape`` and reconstruction
+        ``kind`` (``"bce"`` or ``"mse"``)."""
         if self.architecture == "dense":
             return models.DenseAutoencoder(
-                input_shape=input_shape, hidden_sizes=self.hidden_sizes, code_size=self.code_size
-            )
+                input_shape=input_shape, hidden_sizes=self.hidden_sizes, code_size=self.code_size,
+                bounded_code=kind == "bce")
         return models.ConvAutoencoder(input_shape=input_shape, features=self.hidden_sizes)
 
-    def check_inputs(self, inputs) -> jax.Array:
-        """``inputs`` as float32 ``[n, ...]`` after checking they are finite and in [0, 1].
+    def check_inputs(self, inputs) -> tuple[jax.Array, str]:
+        """``inputs`` as float32 ``[n, ...]`` and the reconstruction kind to use.
 
         Raises:
-            InvalidDataError: if inputs are empty, hold NaN/Inf or lie outside [0, 1].
+            InvalidDataError: if inputs are empty or hold NaN/Inf, or lie outside [0, 1]
+                with ``reconstruction="bce"`` or the conv architecture.
         """
         inputs = jnp.asarray(inputs, jnp.float32)
         if inputs.ndim < 2 or inputs.shape[0] == 0:
@@ -111,22 +142,28 @@ class AutoencoderReformer:
                 f"autoencoder inputs must have shape [n, ...] with n >= 1, got {inputs.shape}.")
         _validate.check_finite("autoencoder inputs", inputs)
         low, high = float(jnp.min(inputs)), float(jnp.max(inputs))
-        if low < 0.0 or high > 1.0:
+        in_unit_range = low >= 0.0 and high <= 1.0
+        kind = self.reconstruction
+        if kind == "auto":
+            kind = "mse" if inputs.ndim == 2 and self.architecture == "dense" else "bce"
+        if kind == "bce" and not in_unit_range:
             raise InvalidDataError(
-                f"autoencoder inputs must lie in [0, 1] (scaled intensities), got [{low}, {high}]."
-            )
-        return inputs
+                f"autoencoder inputs must lie in [0, 1] (scaled intensities) for the {kind} "
+                f"reconstruction of the {self.architecture} autoencoder, got [{low}, {high}]; "
+                "standardised tabular data needs the dense autoencoder with "
+                "reconstruction='mse' (or 'auto').")
+        return inputs, kind
 
-    def train_autoencoder(self, key, autoencoder, params, inputs, progress: bool):
+    def train_autoencoder(self, key, autoencoder, params, inputs, kind: str, progress: bool):
         """Non-private training; returns ``(params, history)``."""
-        result = train.fit(key, reconstruction_loss(autoencoder), params, (inputs,),
+        result = train.fit(key, reconstruction_loss(autoencoder, kind), params, (inputs,),
                            self.train_config, progress=progress, description="autoencoder")
         return result.params, result.history
 
     def describe(self) -> dict:
         """The settings, JSON-ready, for ``info``."""
         return {"architecture": self.architecture, "hidden_sizes": list(self.hidden_sizes),
-                "code_size": self.code_size,
+                "code_size": self.code_size, "reconstruction": self.reconstruction,
                 "train_config": dataclasses.asdict(self.train_config)}
 
     def fit(self, key, inputs, labels=None, *, progress: bool = True) -> AutoencoderFitted:
@@ -138,13 +175,15 @@ class AutoencoderReformer:
             InvalidDataError: if inputs hold NaN/Inf or lie outside [0, 1].
         """
         del labels
-        inputs = self.check_inputs(inputs)
+        inputs, kind = self.check_inputs(inputs)
         init_key, fit_key = jax.random.split(key)
-        autoencoder = self.build(tuple(inputs.shape[1:]))
+        autoencoder = self.build(tuple(inputs.shape[1:]), kind)
         params = autoencoder.init(init_key, inputs[:1])
-        params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs, progress)
+        params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs, kind,
+                                                 progress)
         codes = encode(autoencoder, params, inputs)
-        info = {**self.describe(), "code_shape": list(codes.shape[1:]),
+        info = {**self.describe(), "reconstruction_used": kind,
+                "code_shape": list(codes.shape[1:]),
                 "reconstruction_loss": history["train_loss"]}
         return AutoencoderFitted(
             reformed_train=codes, encoder_params=params, autoencoder=autoencoder, info=info

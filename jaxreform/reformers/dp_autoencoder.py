@@ -25,12 +25,16 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxreform import _validate, dp
 from jaxreform.dp import accounting
 from jaxreform.errors import ConfigError
-from jaxreform.reformers.autoencoder import AutoencoderFitted, AutoencoderReformer, encode
+from jaxreform.reformers.autoencoder import (
+    AutoencoderFitted,
+    AutoencoderReformer,
+    encode,
+    example_reconstruction_loss,
+)
 
 
 def clip_rows(codes: jax.Array, clip_norm: float) -> jax.Array:
@@ -38,12 +42,6 @@ def clip_rows(codes: jax.Array, clip_norm: float) -> jax.Array:
     flat = codes.reshape(codes.shape[0], -1)
     norms = jnp.linalg.norm(flat, axis=1, keepdims=True)
     return (flat * jnp.minimum(1.0, clip_norm / jnp.maximum(norms, 1e-12))).reshape(codes.shape)
-
-
-def _example_reconstruction_loss(logits: jax.Array, inputs: jax.Array) -> jax.Array:
-    """``[b, ...]`` logits and targets ``-> [b]`` mean sigmoid cross-entropy per example."""
-    per_pixel = optax.sigmoid_binary_cross_entropy(logits, inputs)
-    return per_pixel.reshape(per_pixel.shape[0], -1).mean(axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,17 +94,17 @@ class DpAutoencoderReformer(AutoencoderReformer):
         """Trains the autoencoder (privately if ``dp_training``) and releases the codes
         (clipped and noised if ``code_noise_epsilon``). See the module docstring."""
         del labels
-        inputs = self.check_inputs(inputs)
+        inputs, kind = self.check_inputs(inputs)
         init_key, fit_key, noise_key = jax.random.split(key, 3)
-        autoencoder = self.build(tuple(inputs.shape[1:]))
+        autoencoder = self.build(tuple(inputs.shape[1:]), kind)
         params = autoencoder.init(init_key, inputs[:1])
         guarantees = []
-        info = self.describe()
+        info = {**self.describe(), "reconstruction_used": kind}
         if self.dp_training is None:
-            params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs,
+            params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs, kind,
                                                      progress)
         else:
-            result = dp.fit_dp(fit_key, autoencoder.apply, _example_reconstruction_loss, params,
+            result = dp.fit_dp(fit_key, autoencoder.apply, example_reconstruction_loss(kind), params,
                                (inputs, inputs), self.dp_training,
                                covers="the released encoder (not the codes of the training "
                                       "records, which are computed from them)",
