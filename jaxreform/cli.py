@@ -4,6 +4,7 @@ Verbs (``jaxreform VERB --help`` documents each):
 
 - ``run``: the main job: reform the data, train on clean and reformed data, measure, report.
 - ``data verify``: validate a data folder and print what it holds.
+- ``attack attribute``: attribute inference (Fredrikson et al. 2014) on tabular data.
 - ``privacy epsilon`` / ``privacy noise``: DP-SGD accounting (ε for a run, σ for a target ε).
 
 Errors on bad input print one line, ``jaxreform: error: ...``, and exit with status 2.
@@ -216,6 +217,53 @@ def _verify(args) -> int:
     return 0
 
 
+def _add_attack_parser(verbs) -> None:
+    parser = verbs.add_parser("attack", help="run a privacy attack and write a report folder")
+    attacks = parser.add_subparsers(dest="attack", required=True, metavar="ATTACK")
+    attribute = attacks.add_parser(
+        "attribute", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="attribute inference on tabular data (Fredrikson et al. 2014)",
+        description="Trains the task model on clean and (optionally) reformed tabular data and "
+                    "infers one categorical attribute of training and test records from the "
+                    "deployed model, beside the prior-only baseline.")
+    attribute.add_argument("--dataset", default="adult", help="adult or malware")
+    attribute.add_argument("--attribute", default="marital-status",
+                           help="categorical column to infer, e.g. marital-status, sex, race")
+    attribute.add_argument("--reformer", default="autoencoder",
+                           help="none, or a reformer to compare with: "
+                                + _one_of(reformers.REFORMERS))
+    attribute.add_argument("--model", default="softmax", help=_one_of(models.CLASSIFIERS))
+    attribute.add_argument("--out", required=True, help="report folder to create")
+    attribute.add_argument("--overwrite", action="store_true")
+    _add_data_arguments(attribute)
+    attribute.add_argument("--seed", type=int, default=0)
+    attribute.add_argument("--epochs", type=_positive_int, default=5)
+    attribute.add_argument("--num-attacked", type=_positive_int, default=5000,
+                           help="records attacked on each side (train, test)")
+    attribute.add_argument("--quiet", action="store_true")
+    attribute.set_defaults(handler=_attack_attribute)
+
+
+def _attack_attribute(args) -> int:
+    from jaxreform import attack_jobs, pipeline, train
+
+    epochs = train.TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3)
+    run = pipeline.RunConfig(dataset=args.dataset, data_dir=args.data_dir,
+                             reformer=args.reformer, model=args.model, seed=args.seed,
+                             classifier=epochs, autoencoder_training=epochs,
+                             autoencoder_hidden=(64,))
+    config = attack_jobs.AttributeJobConfig(run=run, attribute=args.attribute,
+                                            num_attacked=args.num_attacked)
+    payload = attack_jobs.run_attribute_job(config, args.out, overwrite=args.overwrite,
+                                            progress=not args.quiet)
+    for name, result in payload["results"].items():
+        train_side = result["train"]
+        print(f"{name}: attack {train_side['accuracy']:.4f} vs baseline "
+              f"{train_side['baseline_accuracy']:.4f} on training records")
+    print(f"report in {args.out}")
+    return 0
+
+
 def _add_privacy_parser(verbs) -> None:
     parser = verbs.add_parser("privacy", help="DP-SGD privacy accounting (dp-accounting)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -269,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_run_parser(verbs)
     _add_data_parser(verbs)
+    _add_attack_parser(verbs)
     _add_privacy_parser(verbs)
     return parser
 

@@ -100,3 +100,29 @@ def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def grouped_bars(values: dict[str, dict[str, float]], path: str | os.PathLike, *,
+                 ylabel: str, title: str) -> None:
+    """Saves a grouped bar chart: one group per outer key, one bar per inner key.
+
+    Args:
+        values: ``{group: {bar: value}}``, every group with the same bars.
+        path: Where to write the PNG.
+        ylabel: Label of the value axis.
+        title: Figure title.
+    """
+    groups = list(values)
+    bars = list(values[groups[0]])
+    width = 0.8 / len(bars)
+    figure, axis = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.6))
+    for index, bar in enumerate(bars):
+        positions = np.arange(len(groups)) + (index - (len(bars) - 1) / 2) * width
+        axis.bar(positions, [values[g][bar] for g in groups], width, label=bar)
+    axis.set_xticks(np.arange(len(groups)), groups)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -184,3 +184,33 @@ def test_console_script_help_lists_the_verbs():
                               "--out", "x"], capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr
         assert bad.stderr.startswith("jaxreform: error: ") and bad.stderr.count("\n") == 1
+
+
+def test_attack_attribute_writes_a_report(shared_data_dir, tmp_path):
+    out = tmp_path / "attribute"
+    assert cli.main(["attack", "attribute", "--dataset", "adult", "--attribute", "sex",
+                     "--data-dir", str(shared_data_dir), "--epochs", "2", "--num-attacked",
+                     "1000", "--out", str(out), "--quiet"]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["attribute.png", "report.json",
+                                                    "report.md"]
+    for name in ("clean", "reformed (autoencoder)"):
+        result = payload["results"][name]
+        assert result["test_accuracy"] > 0.8  # ~0.85 measured; the majority class is 0.76
+        for side in ("train", "test"):
+            assert result[side]["num_records"] == 1000
+            assert result[side]["advantage"] == pytest.approx(
+                result[side]["accuracy"] - result[side]["baseline_accuracy"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "mnist"], "unknown dataset for attribute inference 'mnist'"),
+    (["--attribute", "age"], "age"),
+    (["--attribute", "favourite-colour"], "favourite-colour"),
+])
+def test_attack_attribute_bad_input(arguments, message, shared_data_dir, tmp_path, capsys):
+    status = cli.main(["attack", "attribute", "--data-dir", str(shared_data_dir), "--out",
+                       str(tmp_path / "out"), "--quiet", *arguments])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
