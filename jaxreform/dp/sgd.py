@@ -85,7 +85,10 @@ class DpSgdConfig:
         noise_multiplier: σ; noise std on the summed gradient is σ·C.
         target_epsilon: Alternatively, the ε to reach at ``delta``.
         delta: δ of the guarantee (must be < 1/n).
-        learning_rate: Optimizer step size.
+        learning_rate: Optimizer step size (at the start, with ``decay_to``).
+        decay_to: If set, the step size falls linearly to this value over ``decay_epochs``
+            epochs and stays there (Abadi et al.'s schedule: 0.1 to 0.052 over 10 epochs).
+        decay_epochs: Length of that decay.
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
         momentum: SGD momentum (0 for plain SGD).
         l2_penalty: λ of ``λ/2 ||θ||²``, applied after the noise (data-independent, free).
@@ -101,6 +104,8 @@ class DpSgdConfig:
     target_epsilon: float | None = None
     delta: float = 1e-5
     learning_rate: float = 0.1
+    decay_to: float | None = None
+    decay_epochs: int = 10
     optimizer: str = "sgd"
     momentum: float = 0.9
     l2_penalty: float = 0.0
@@ -126,6 +131,11 @@ class DpSgdConfig:
             _validate.check_positive(target_epsilon=self.target_epsilon)
         accounting.check_delta(self.delta)
         _validate.check_choice("optimizer", self.optimizer, ("sgd", "adam"))
+        _validate.check_integers(decay_epochs=self.decay_epochs)
+        _validate.check_positive(decay_epochs=self.decay_epochs)
+        if self.decay_to is not None:
+            _validate.check_finite_numbers(decay_to=self.decay_to)
+            _validate.check_positive(decay_to=self.decay_to)
         _validate.check_choice("accountant", self.accountant, accounting.ACCOUNTANTS)
         _validate.check_choice("method", self.method, METHODS)
         if not 0.0 <= self.momentum < 1.0 or self.l2_penalty < 0:
@@ -248,8 +258,12 @@ def fit_dp(
     if config.method == "vmap" and padded % config.microbatch_size:
         raise ConfigError(f"microbatch_size={config.microbatch_size} must divide the padded "
                           f"batch {padded}; choose a divisor of {n} or a smaller microbatch.")
-    base = (optax.sgd(config.learning_rate, momentum=config.momentum or None)
-            if config.optimizer == "sgd" else optax.adam(config.learning_rate))
+    learning_rate = config.learning_rate
+    if config.decay_to is not None:
+        learning_rate = optax.linear_schedule(config.learning_rate, config.decay_to,
+                                              config.decay_epochs * plan.steps_per_epoch)
+    base = (optax.sgd(learning_rate, momentum=config.momentum or None)
+            if config.optimizer == "sgd" else optax.adam(learning_rate))
     optimizer = optax.chain(
         gaussian_noise_average(plan.noise_multiplier, config.clip_norm,
                                plan.sampling_rate * n, noise_key),

@@ -1,0 +1,36 @@
+"""Reduced versions of the experiments/ drivers, run on small real subsets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def _load_driver(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
+    driver = _load_driver("autoencoder_all_datasets")
+    datasets = [name for name in driver.DATASETS if name != "cifar10"] + (
+        ["cifar10"] if "cifar10" in driver.data.LOADERS else [])
+    rows = driver.main(["--data-dir", str(shared_data_dir), "--out", str(tmp_path),
+                        "--datasets", ",".join(datasets), "--num-train", "600",
+                        "--num-test", "300", "--epochs", "5", "--quiet"])
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [row[0] for row in rows] == datasets == [row[0] for row in table["rows"]]
+    columns = table["columns"]
+    for row in table["rows"]:
+        values = dict(zip(columns, row))
+        assert values["train / test"] == "600 / 300"
+        assert 0.5 < values["clean accuracy"] <= 1.0  # every dataset is learnable
+        assert values["L2 change"] > 0 and values["reform overhead"] > 0
+    assert (tmp_path / "table.md").exists()
