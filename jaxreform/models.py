@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
+from jaxreform.errors import ConfigError
+
 
 class SoftmaxRegression(nn.Module):
     """Multinomial logistic regression on flattened inputs (the seed's one-layer network)."""
@@ -45,19 +47,83 @@ class MLP(nn.Module):
         return nn.Dense(self.num_classes)(h)
 
 
+CONV_IMPLEMENTATIONS = ("auto", "xla", "patches")
+
+
+class PatchConv(nn.Module):
+    """A stride-1 ``"SAME"`` convolution computed as patches times a matrix.
+
+    Same parameters as ``nn.Conv`` (``kernel [kh, kw, c_in, c_out]``, ``bias [c_out]``) and
+    the same outputs to float rounding, so the two are interchangeable. Why it exists: on
+    XLA:CPU the kernel gradient of ``nn.Conv`` *inside a loop* (``lax.scan`` epochs, CG and
+    LiSSA solves, DP-SGD) ran about 9× slower than this formulation (2.6 s vs 0.29 s per
+    gradient of the small CNN on 200 MNIST digits, jax 0.10, 2 cores), although outside loops
+    the XLA convolution is faster. On accelerators the XLA convolution is the better choice.
+    """
+
+    features: int
+    kernel_size: Sequence[int] = (3, 3)
+    use_bias: bool = True
+    # Fixed, so that code treating this like nn.Conv (ghost clipping) reads the same facts.
+    strides: int = 1
+    padding: str = "SAME"
+    feature_group_count: int = 1
+    kernel_dilation: int = 1
+    input_dilation: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        channels = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (kh, kw, channels, self.features))
+        patches = jax.lax.conv_general_dilated_patches(
+            x, (kh, kw), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        b, height, width, _ = patches.shape
+        # Patch features come channel-major ([c_in, kh, kw]); the kernel is [kh, kw, c_in].
+        patches = patches.reshape(b, height, width, channels, kh * kw).swapaxes(3, 4)
+        out = patches.reshape(b, height, width, -1) @ kernel.reshape(-1, self.features)
+        if self.use_bias:
+            out = out + self.param("bias", nn.initializers.zeros, (self.features,))
+        return out
+
+
+def resolve_conv(implementation: str) -> str:
+    """``"auto"`` → ``"patches"`` on the CPU backend, ``"xla"`` elsewhere (see
+    :class:`PatchConv`); other values are returned as they are."""
+    if implementation not in CONV_IMPLEMENTATIONS:
+        raise ConfigError(f"unknown conv implementation {implementation!r}; choose one of: "
+                          f"{', '.join(CONV_IMPLEMENTATIONS)}.")
+    if implementation == "auto":
+        return "patches" if jax.default_backend() == "cpu" else "xla"
+    return implementation
+
+
+def conv3x3(features: int, implementation: str, name: str | None = None) -> nn.Module:
+    """A 3×3 stride-1 SAME convolution (named ``name``) by the chosen implementation."""
+    if resolve_conv(implementation) == "patches":
+        return PatchConv(features, (3, 3), name=name)
+    return nn.Conv(features, (3, 3), name=name)
+
+
 class SmallCNN(nn.Module):
-    """Two conv + max-pool blocks and a dense layer, for ``[b, H, W, C]`` images."""
+    """Two conv + max-pool blocks and a dense layer, for ``[b, H, W, C]`` images.
+
+    ``conv``: ``"auto"`` (patches on CPU, XLA convolutions elsewhere), ``"xla"`` or
+    ``"patches"``; the parameters are the same either way.
+    """
 
     num_classes: int
     features: Sequence[int] = (32, 64)
     dense_size: int = 128
     activation: Callable[[jax.Array], jax.Array] = nn.relu
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
-        for width in self.features:
-            h = self.activation(nn.Conv(width, (3, 3))(h))
+        for index, width in enumerate(self.features):
+            h = self.activation(conv3x3(width, self.conv, f"Conv_{index}")(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = self.activation(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
         return nn.Dense(self.num_classes)(h)
@@ -121,17 +187,19 @@ class ConvAutoencoder(nn.Module):
     ``encode`` is a stack of 3x3 convolutions (ReLU) ending in a sigmoid convolution back to C
     channels, so the code is an image of the input's shape; ``decode`` mirrors it. No pooling,
     so no spatial detail is forced out: the distortion comes from the learned filters.
+    ``conv`` chooses the convolution implementation as in :class:`SmallCNN`.
     """
 
     input_shape: Sequence[int]
     features: Sequence[int] = (16, 32)
+    conv: str = "auto"
 
     def setup(self):
         channels = self.input_shape[-1]
-        self.encoder_convs = [nn.Conv(f, (3, 3)) for f in self.features]
-        self.code_conv = nn.Conv(channels, (3, 3))
-        self.decoder_convs = [nn.Conv(f, (3, 3)) for f in reversed(self.features)]
-        self.output_conv = nn.Conv(channels, (3, 3))
+        self.encoder_convs = [conv3x3(f, self.conv) for f in self.features]
+        self.code_conv = conv3x3(channels, self.conv)
+        self.decoder_convs = [conv3x3(f, self.conv) for f in reversed(self.features)]
+        self.output_conv = conv3x3(channels, self.conv)
 
     def encode(self, x: jax.Array) -> jax.Array:
         """``[b, H, W, C] -> [b, H, W, C]`` code, values in (0, 1)."""

@@ -127,3 +127,24 @@ def test_diverging_training_stops_with_advice(embedded_mnist):
     with pytest.raises(RuntimeError, match="lower learning_rate"):
         train.fit(jax.random.key(0), train.cross_entropy_loss(module.apply), params,
                   (x * 1e10, y), config, progress=False)
+
+
+@pytest.mark.parametrize("module_class", [models.SmallCNN, models.ConvAutoencoder])
+def test_patch_convolution_matches_the_xla_convolution(module_class, embedded_mnist):
+    x = jnp.asarray(embedded_mnist.train_inputs[:4])
+    make = ((lambda conv: module_class(10, features=(4, 6), conv=conv))
+            if module_class is models.SmallCNN
+            else (lambda conv: module_class((28, 28, 1), features=(3,), conv=conv)))
+    params = make("xla").init(jax.random.key(0), x[:1])
+    patched = make("patches")
+    # Same parameter tree, same outputs and gradients.
+    assert jax.tree.structure(patched.init(jax.random.key(0), x[:1])) == jax.tree.structure(
+        params)
+    np.testing.assert_allclose(patched.apply(params, x), make("xla").apply(params, x),
+                               rtol=1e-4, atol=1e-5)
+    grads = [jax.grad(lambda p, m=m: jnp.sum(m.apply(p, x) ** 2))(params)
+             for m in (make("xla"), patched)]
+    for a, b in zip(*map(jax.tree.leaves, grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ConfigError, match="unknown conv implementation"):
+        make("winograd").init(jax.random.key(0), x[:1])

@@ -34,13 +34,14 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from jaxreform import _validate, train
+from jaxreform import _validate, models, train
 from jaxreform.errors import ConfigError
 
 Params = Any
 # example_loss(outputs [b, ...], targets [b, ...]) -> [b]: one loss per example.
 ExampleLoss = Callable[[jax.Array, jax.Array], jax.Array]
 METHODS = ("ghost", "vmap")
+_TAPPED = (nn.Dense, nn.Conv, models.PatchConv)
 _TINY = 1e-12
 
 
@@ -96,7 +97,7 @@ def _tapped_apply(apply_fn, params, inputs, perturbations):
 
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
-        if context.method_name != "__call__" or not isinstance(module, (nn.Dense, nn.Conv)):
+        if context.method_name != "__call__" or not isinstance(module, _TAPPED):
             return next_fun(*args, **kwargs)
         path = tuple(module.path)
         if path in taps:
@@ -116,7 +117,7 @@ def _layer_contributions(module, kernel_shape, layer_input, delta, weights=None)
     ``weights``) the weighted sum of its per-example gradients as ``{"kernel", "bias"}``."""
     b = delta.shape[0]
     delta = delta.reshape(b, -1, delta.shape[-1])  # [b, t, d_out]
-    if isinstance(module, nn.Conv):
+    if isinstance(module, (nn.Conv, models.PatchConv)):
         a = _conv_patches(module, layer_input)  # [b, t, k]
     else:
         a = layer_input.reshape(b, -1, layer_input.shape[-1])  # [b, t, d_in]
