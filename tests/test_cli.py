@@ -214,3 +214,24 @@ def test_attack_attribute_bad_input(arguments, message, shared_data_dir, tmp_pat
     error = capsys.readouterr().err.strip()
     assert status == 2 and message in error and len(error.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_attack_mi_face_writes_a_report(shared_data_dir, tmp_path, capsys):
+    out = tmp_path / "mi-face"
+    assert cli.main(["attack", "mi-face", "--data-dir", str(shared_data_dir), "--max-steps",
+                     "30", "--lineups", "20", "--out", str(out)]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["reconstructions.png", "report.json",
+                                                    "report.md"]
+    assert payload["files"] == ["report.json", "report.md", "reconstructions.png"]
+    rows = {(r["target"], r["row"]): r for r in payload["rows"]}
+    # The person's mean image is the upper calibration bound; noise sits near chance (2.5%).
+    upper = next(r for (t, name), r in rows.items() if t == "calibration" and "mean" in name
+                 and "everyone" not in name)
+    assert upper["identification_rate"] > 0.9
+    assert ("softmax", "fixed 30 steps") in rows
+    assert rows[("softmax", "fixed 30 steps")]["mean_steps"] == 30
+    assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--out",
+                     str(tmp_path / "x")]) == 2
+    assert "att_faces only" in capsys.readouterr().err
