@@ -53,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--decay-to", type=float, default=0.052,
                         help="linear decay of the step size over 10 epochs (paper: 0.052)")
+    parser.add_argument("--momentum", type=float, default=0.0,
+                        help="SGD momentum (the paper: none)")
     parser.add_argument("--num-train", type=int, default=None, help="subset (CI)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -77,7 +79,7 @@ def main(argv=None):
             other_events=[dp_accounting.GaussianDpEvent(pca_noise)])
         config = dp.DpSgdConfig(epochs=args.epochs, expected_batch_size=lot, clip_norm=4.0,
                                 noise_multiplier=sigma, learning_rate=args.learning_rate,
-                                decay_to=args.decay_to, momentum=0.0)
+                                decay_to=args.decay_to, momentum=args.momentum)
         module = models.MLP(10, (1000,))
         features = project(x_train)
         params = module.init(init_key, features[:1])
@@ -96,7 +98,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"num_train": n, "epochs": args.epochs, "learning_rate": args.learning_rate,
-               "decay_to": args.decay_to,
+               "decay_to": args.decay_to, "momentum": args.momentum,
                "rows": rows, "versions": report.package_versions()}
     report.write_json(out / "dpsgd_mnist.json", payload)
     table = report.markdown_table(
