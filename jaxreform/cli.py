@@ -59,6 +59,12 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _subcommand(actions, name: str, **texts) -> argparse.ArgumentParser:
+    """Adds subcommand ``name`` (with ``help=`` and ``description=``) showing defaults."""
+    return actions.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              **texts)
+
+
 def _one_of(names) -> str:
     return "one of: " + ", ".join(sorted(names))
 
@@ -71,8 +77,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_parser(verbs) -> None:
-    parser = verbs.add_parser(
-        "run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = _subcommand(verbs, "run",
         help="reform the training data, train on clean and reformed data, measure",
         description="Trains the task model on clean data and on reformed data, measures "
                     "accuracy, the relative L0/L2/L-inf change of the data and a loss-threshold "
@@ -202,8 +207,7 @@ def _run(args) -> int:
 def _add_data_parser(verbs) -> None:
     parser = verbs.add_parser("data", help="inspect and validate datasets")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    verify = actions.add_parser(
-        "verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    verify = _subcommand(actions, "verify",
         help="validate a dataset's files and print its sizes",
         description="Reads every file of the dataset, checks headers, sizes and labels, and "
                     "prints a JSON summary; exits 2 naming the bad file otherwise.")
@@ -221,8 +225,7 @@ def _verify(args) -> int:
 def _add_attack_parser(verbs) -> None:
     parser = verbs.add_parser("attack", help="run a privacy attack and write a report folder")
     attacks = parser.add_subparsers(dest="attack", required=True, metavar="ATTACK")
-    attribute = attacks.add_parser(
-        "attribute", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    attribute = _subcommand(attacks, "attribute",
         help="attribute inference on tabular data (Fredrikson et al. 2014)",
         description="Trains the task model on clean and (optionally) reformed tabular data and "
                     "infers one categorical attribute of training and test records from the "
@@ -244,8 +247,7 @@ def _add_attack_parser(verbs) -> None:
     attribute.add_argument("--quiet", action="store_true")
     attribute.set_defaults(handler=_attack_attribute)
 
-    inversion = attacks.add_parser(
-        "mi-face", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    inversion = _subcommand(attacks, "mi-face",
         help="MI-FACE model inversion (Fredrikson et al. 2015) on AT&T faces",
         description="Trains each target on 7 images per person, inverts all 40 people in one "
                     "jitted call per stopping mode (the paper's, a confidence target, a fixed "
@@ -311,13 +313,11 @@ def _attack_attribute(args) -> int:
 def _add_privacy_parser(verbs) -> None:
     parser = verbs.add_parser("privacy", help="DP-SGD privacy accounting (dp-accounting)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    epsilon = actions.add_parser(
-        "epsilon", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    epsilon = _subcommand(actions, "epsilon",
         help="epsilon of a DP-SGD run",
         description="Epsilon of DP-SGD with Poisson sampling rate q, noise multiplier sigma, "
                     "T steps, at delta, from dp-accounting's RDP and PLD accountants.")
-    noise = actions.add_parser(
-        "noise", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    noise = _subcommand(actions, "noise",
         help="noise multiplier that reaches a target epsilon",
         description="The smallest noise multiplier sigma whose DP-SGD run reaches the target "
                     "epsilon at delta.")
