@@ -52,12 +52,14 @@ def reformed_grid(
     plt.close(figure)
 
 
-def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *,
+               title: str = "loss-threshold membership inference") -> None:
     """Saves membership-attack ROC curves on log-log axes (the view of Carlini et al. 2022).
 
     Args:
         curves: ``{name: (fpr [p], tpr [p])}``.
         path: Where to write the PNG.
+        title: Figure title.
     """
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     floor = 1e-4
@@ -70,7 +72,7 @@ def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.
     axis.set_ylim(floor, 1)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.set_title("loss-threshold membership inference")
+    axis.set_title(title)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

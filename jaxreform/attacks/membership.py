@@ -26,9 +26,13 @@ large dense models. Pass ``strategy=`` explicitly to override it.
 **Shokri et al.** Shadow models are trained on their own "in" data; their sorted prediction
 vectors on "in" and "out" data train one attack model per class
 (:class:`~jaxreform.attacks.membership_models.AttackMLP`); the attack models then label the
-target's members and non-members. The features are the sorted *log*-probabilities (clipped
-at -30), standardised per class: a monotone transform of the paper's sorted probability
-vector that keeps near-1 confidences apart.
+target's members and non-members. The features are *log*-probabilities (floored at -30),
+standardised per class, a monotone transform that keeps near-1 confidences apart; sorted
+high to low by default (``sort=True``, as in later work), or in class order (``sort=False``,
+the original paper's full vector, where each class's model sees the true class's
+probability at a fixed place). The second is much stronger: on a 1,000-image CIFAR-10 pool
+with an MLP target (train/test accuracy 64%/29%, 8 shadows) it reached AUC 0.686 where the
+sorted vector reached 0.532 (tests/test_membership.py).
 
 **LiRA (Carlini et al.)** compares the target's logit-scaled confidence
 ``phi = log(p_y / (1 - p_y))`` on each example with Gaussians fitted to the shadows'
@@ -528,15 +532,18 @@ class AttackModelConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
 
 
-def sorted_prediction_features(logits: jax.Array) -> jax.Array:
-    """``[..., k]`` logits ``-> [..., k]`` log-probabilities sorted high to low, floored at -30."""
+def sorted_prediction_features(logits: jax.Array, *, sort: bool = True) -> jax.Array:
+    """``[..., k]`` logits ``-> [..., k]`` log-probabilities floored at -30, sorted high to low
+    (``sort=False``: in class order, the full vector of Shokri et al.'s original attack, in
+    which the per-class model sees the true class's probability at a fixed place)."""
     log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
-    return jnp.maximum(-jnp.sort(-log_probs, axis=-1), _LOG_PROB_FLOOR)
+    ordered = -jnp.sort(-log_probs, axis=-1) if sort else log_probs
+    return jnp.maximum(ordered, _LOG_PROB_FLOOR)
 
 
 def shadow_attack_data(
     apply_fn: ApplyFn, stacked_params: Params, inputs, labels, in_index, out_index, *,
-    strategy: str = "auto",
+    strategy: str = "auto", sort: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The attack models' training set: each shadow's features on its in and out examples.
 
@@ -546,6 +553,8 @@ def shadow_attack_data(
         inputs: ``[n, ...]`` the pool; labels: ``[n]``.
         in_index, out_index: ``[s, t]`` from :func:`shadow_splits`.
         strategy: As in :func:`train_models`.
+        sort: Sorted features (default) or the full vector in class order; pass the same
+            value to :func:`shokri_attack`.
 
     Returns:
         ``(features [2 s t, k], labels [2 s t], is_member [2 s t] bool)``.
@@ -565,7 +574,7 @@ def shadow_attack_data(
         for rows, is_in in ((in_index[i], True), (out_index[i], False)):
             logits = batched_logits(apply_fn, params, jnp.asarray(inputs[rows]),
                                     min(1000, len(rows)))
-            features.append(np.asarray(sorted_prediction_features(logits)))
+            features.append(np.asarray(sorted_prediction_features(logits, sort=sort)))
             classes.append(labels[rows])
             member.append(np.full(len(rows), is_in))
     return np.concatenate(features), np.concatenate(classes), np.concatenate(member)
@@ -657,7 +666,7 @@ def attack_model_scores(attack: Params, features, labels, *, hidden_size: int = 
 
 def shokri_attack(
     attack: Params, apply_fn: ApplyFn, target_params: Params, members, nonmembers,
-    num_classes: int, *, hidden_size: int = 64,
+    num_classes: int, *, hidden_size: int = 64, sort: bool = True,
 ) -> AttackResult:
     """Runs trained per-class attack models against a target.
 
@@ -668,6 +677,7 @@ def shokri_attack(
         nonmembers: ``(x [n0, ...], y [n0])`` examples it never saw (n0 = n1).
         num_classes: k.
         hidden_size: As in the :class:`AttackModelConfig` used for training.
+        sort: As in the :func:`shadow_attack_data` call that built the training set.
 
     Returns:
         An :class:`AttackResult` (threshold: attack logit 0, i.e. probability 1/2).
@@ -683,9 +693,10 @@ def shokri_attack(
         if logits.shape[-1] != attack["mean"].shape[-1]:
             raise InvalidDataError(f"the target predicts {logits.shape[-1]} classes but the "
                                    f"attack models were trained on {attack['mean'].shape[-1]}.")
-        scores.append(attack_model_scores(attack, sorted_prediction_features(logits), y,
-                                          hidden_size=hidden_size))
-    return score_attack("shokri", scores[0], scores[1], 0.0, members[1], nonmembers[1],
+        features = sorted_prediction_features(logits, sort=sort)
+        scores.append(attack_model_scores(attack, features, y, hidden_size=hidden_size))
+    name = "shokri" if sort else "shokri, full vector"
+    return score_attack(name, scores[0], scores[1], 0.0, members[1], nonmembers[1],
                         num_classes)
 
 

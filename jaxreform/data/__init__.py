@@ -17,12 +17,13 @@ from jaxreform.data.core import (
 )
 from jaxreform.data.idx import encode_idx, parse_idx, read_idx
 from jaxreform.data.att_faces import load_att_faces
+from jaxreform.data.cifar10 import load_cifar10
 from jaxreform.data.adult import TabularEncoding, load_adult, load_adult_with_encoding
 from jaxreform.data.malware import load_malware, load_malware_with_encoding
 from jaxreform.data.mnist import EMBEDDED_SOURCE, load_mnist
 
 LOADERS = {"mnist": load_mnist, "adult": load_adult, "malware": load_malware,
-           "att_faces": load_att_faces}
+           "att_faces": load_att_faces, "cifar10": load_cifar10}
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -37,6 +38,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
 __all__ = [
     "DATA_DIR_ENV", "Dataset", "EMBEDDED_SOURCE", "LOADERS", "TabularEncoding", "encode_idx",
-    "load_adult", "load_adult_with_encoding", "load_att_faces", "load_dataset", "load_malware",
+    "load_adult", "load_adult_with_encoding", "load_att_faces", "load_cifar10", "load_dataset", "load_malware",
     "load_malware_with_encoding", "load_mnist", "parse_idx", "read_idx", "resolve_data_dir", "subset_indices", "take_subset",
 ]

@@ -40,7 +40,7 @@ import numpy as np
 
 from jaxreform import _validate
 from jaxreform.data.core import Dataset, resolve_data_dir
-from jaxreform.errors import ConfigError, DataDirError, DataFileError
+from jaxreform.errors import DataDirError, DataFileError
 
 log = logging.getLogger(__name__)
 

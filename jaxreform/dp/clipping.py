@@ -130,7 +130,10 @@ def _layer_contributions(module, kernel_shape, layer_input, delta, weights=None)
             kernel_sq = jnp.sum(jnp.einsum("btk,bto->bko", a, delta) ** 2, axis=(1, 2))
         bias_sq = jnp.sum(bias_grads ** 2, -1) if module.use_bias else 0.0
         return kernel_sq + bias_sq
-    kernel = jnp.einsum("btk,bto,b->ko", a, delta, weights)
+    if single_position:  # one matmul, as in the non-private gradient
+        kernel = (a[:, 0] * weights[:, None]).T @ delta[:, 0]
+    else:
+        kernel = jnp.einsum("btk,bto->ko", a * weights[:, None, None], delta)
     out = {"kernel": kernel.reshape(kernel_shape)}
     if module.use_bias:
         out["bias"] = weights @ bias_grads
