@@ -1,7 +1,7 @@
 """The seed's autoencoder-reformer table on every dataset jaxreform can load.
 
 For each dataset, one main-job run (``jaxreform.pipeline.run_main_job``, softmax regression,
-dense autoencoder; images use a BCE reconstruction with a sigmoid code, tabular data an MSE
+dense autoencoder, or a convolutional one for images with ``--image-autoencoder conv``; images use a BCE reconstruction with a sigmoid code, tabular data an MSE
 one with a linear code) gives: clean and reformed test accuracy and their difference (the
 seed: within 5 points), the mean relative L0 / L2 / L∞ change of the training data (the seed:
 at least 45% on MNIST and CIFAR-10), the loss-threshold membership advantage before and after,
@@ -22,6 +22,7 @@ from pathlib import Path
 from jaxreform import data, pipeline, report, train
 
 DATASETS = ("mnist", "cifar10", "adult", "malware")
+IMAGES = ("mnist", "cifar10")
 COLUMNS = ["dataset", "train / test", "clean accuracy", "reformed accuracy",
            "difference (points)", "within 5 points", "L0 change", "L2 change", "L∞ change",
            "MIA advantage clean", "MIA advantage reformed", "reform overhead"]
@@ -35,7 +36,9 @@ def run_one(name, args, out: Path) -> list:
         classifier=train.TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3),
         autoencoder_training=train.TrainConfig(epochs=args.epochs, batch_size=128,
                                                learning_rate=1e-3),
-        autoencoder_hidden=(512,) if name in ("mnist", "cifar10") else (64,))
+        autoencoder_architecture=(args.image_autoencoder if name in IMAGES else "dense"),
+        autoencoder_hidden=(((16, 32) if args.image_autoencoder == "conv" else (512,))
+                            if name in IMAGES else (64,)))
     payload = pipeline.run_main_job(config, out / name, overwrite=True,
                                     progress=not args.quiet)
     results = payload["results"]
@@ -58,6 +61,8 @@ def main(argv=None) -> list[list]:
     parser.add_argument("--num-train", type=int, default=None)
     parser.add_argument("--num-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-autoencoder", default="dense", choices=("dense", "conv"),
+                        help="autoencoder of the image datasets (tabular data: always dense)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -31,6 +31,9 @@ def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
     for row in table["rows"]:
         values = dict(zip(columns, row))
         assert values["train / test"] == "600 / 300"
-        assert 0.5 < values["clean accuracy"] <= 1.0  # every dataset is learnable
+        # Every dataset is learnt well above chance (softmax regression on 600 CIFAR-10
+        # images: about 0.28 against 0.10).
+        floor = 0.2 if values["dataset"] == "cifar10" else 0.5
+        assert floor < values["clean accuracy"] <= 1.0
         assert values["L2 change"] > 0 and values["reform overhead"] > 0
     assert (tmp_path / "table.md").exists()
