@@ -4,6 +4,7 @@ Verbs (``jaxreform VERB --help`` documents each):
 
 - ``run``: the main job: reform the data, train on clean and reformed data, measure, report.
 - ``data verify``: validate a data folder and print what it holds.
+- ``attack membership``: membership inference (Shokri, loss threshold, LiRA) on CIFAR-10.
 - ``attack mi-face``: model inversion (Fredrikson et al. 2015) on AT&T faces.
 - ``attack attribute``: attribute inference (Fredrikson et al. 2014) on tabular data.
 - ``privacy epsilon`` / ``privacy noise``: DP-SGD accounting (ε for a run, σ for a target ε).
@@ -268,6 +269,54 @@ def _add_attack_parser(verbs) -> None:
     _add_data_arguments(inversion)
     inversion.add_argument("--seed", type=int, default=0)
     inversion.set_defaults(handler=_attack_mi_face)
+
+    membership = _subcommand(
+        attacks, "membership",
+        help="membership inference on CIFAR-10 (Shokri et al., loss threshold, LiRA)",
+        description="Trains Shokri et al.'s CIFAR-10 CNN on N of 2N candidates and K shadow "
+                    "models on random halves, then attacks the target; writes per-class "
+                    "precision and recall, AUC, TPR at low FPR and a log-log ROC.")
+    membership.add_argument("--dataset", default="cifar10", help="cifar10")
+    membership.add_argument("--method", default="all", help="all, threshold, lira or shokri")
+    membership.add_argument("--reformer", default="none",
+                            help="none (defended targets: not yet)")
+    membership.add_argument("--train-size", type=_positive_int, default=2500,
+                            help="N: the target's members (as many non-members)")
+    membership.add_argument("--shadows", type=_positive_int, default=16,
+                            help="K shadow models (even)")
+    membership.add_argument("--epochs", type=_positive_int, default=30)
+    membership.add_argument("--batch-size", type=_positive_int, default=64)
+    membership.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    membership.add_argument("--features", type=_widths, default=(32, 64),
+                            help="filters of the target CNN's two convolutions")
+    membership.add_argument("--flip", action="store_true",
+                            help="LiRA: also query mirrored images")
+    membership.add_argument("--shokri-disjoint", action="store_true",
+                            help="train Shokri's shadows on test-split images")
+    membership.add_argument("--out", required=True, help="report folder to create")
+    membership.add_argument("--overwrite", action="store_true")
+    _add_data_arguments(membership)
+    membership.add_argument("--seed", type=int, default=0)
+    membership.set_defaults(handler=_attack_membership)
+
+
+def _attack_membership(args) -> int:
+    from jaxreform.attacks import membership_job
+    from jaxreform.errors import ConfigError
+
+    if args.dataset != "cifar10" or args.reformer != "none":
+        raise ConfigError("attack membership supports --dataset cifar10 with --reformer none "
+                          f"for now, got --dataset {args.dataset} --reformer {args.reformer}.")
+    config = membership_job.MembershipJobConfig(
+        data_dir=args.data_dir, method=args.method, train_size=args.train_size,
+        shadows=args.shadows, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, features=args.features, flip=args.flip,
+        shokri_disjoint=args.shokri_disjoint, seed=args.seed)
+    payload = membership_job.run_membership_job(config, args.out, overwrite=args.overwrite)
+    for name, metrics in payload["attacks"].items():
+        print(f"{name}: AUC {metrics['auc']:.3f}, TPR at 1% FPR {metrics['tpr_at_1%_fpr']:.3f}")
+    print(f"report in {args.out}")
+    return 0
 
 
 def _attack_mi_face(args) -> int:

@@ -235,3 +235,24 @@ def test_attack_mi_face_writes_a_report(shared_data_dir, tmp_path, capsys):
     assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--out",
                      str(tmp_path / "x")]) == 2
     assert "att_faces only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
+    out = tmp_path / "membership"
+    assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir),
+                     "--train-size", "50", "--shadows", "8", "--epochs", "2", "--batch-size", "25", "--features",
+                     "4,8", "--method", "lira", "--out", str(out)]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md", "roc.png"]
+    assert len(payload["attacks"]) == 4 and all("lira" in name for name in payload["attacks"])
+    for metrics in payload["attacks"].values():
+        assert 0.0 <= metrics["auc"] <= 1.0 and len(metrics["class_precision"]) == 10
+    for arguments, message in ((["--shadows", "3"], "shadows must be even"),
+                               (["--reformer", "autoencoder"], "--reformer none for now"),
+                               (["--method", "gan"], "unknown membership method 'gan'"),
+                               (["--train-size", "40000"], "needs 80000 candidates")):
+        assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir), "--out",
+                         str(tmp_path / "bad"), *arguments]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()

@@ -1,0 +1,202 @@
+"""The membership-inference job behind ``jaxreform attack membership`` (CIFAR-10).
+
+Setting (Shokri et al.'s CIFAR-10 target; their sizes 2,500 / 5,000 / 10,000 / 15,000):
+
+1. draw 2N training-split images as the candidate pool; the target trains on one random half
+   (its members) and never sees the other (its non-members), so evaluation is balanced;
+2. train K shadow models of the target's architecture, each on a random half of the same pool
+   (:func:`~jaxreform.attacks.membership.lira_masks`), with the library's many-model strategy;
+3. attack the target with the chosen methods: the loss threshold (Yeom et al.), LiRA online
+   and offline × per-example and fixed variance (Carlini et al.), and Shokri's per-class
+   attack models on sorted and on full prediction vectors.
+
+Reusing LiRA's shadows for Shokri's attack models is a stronger attacker than the paper's
+(whose shadow data is disjoint from the target's candidates); ``shokri_disjoint`` trains
+Shokri's shadows on test-split images instead. :func:`run_membership_job` writes
+``report.json`` (every metric, per-class precision and recall, target accuracy, config),
+``report.md`` and ``roc.png`` (log-log ROC of every attack) into a report folder.
+
+Not yet: attacking a target trained on reformed data (the defence evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreform import _validate, plots, report
+from jaxreform.attacks import membership as mia
+from jaxreform.attacks.membership_models import ShokriCifarCNN
+from jaxreform.data.cifar10 import CLASS_NAMES, load_cifar10
+from jaxreform.errors import ConfigError
+from jaxreform.train import TrainConfig, accuracy, per_example_losses
+
+METHODS = ("all", "threshold", "lira", "shokri")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MembershipJobConfig:
+    """Settings of one membership-inference run.
+
+    Attributes:
+        data_dir: Folder holding ``cifar10/`` (or ``cifar-10-batches-bin/``).
+        method: ``"all"``, ``"threshold"``, ``"lira"`` or ``"shokri"``.
+        train_size: N, the target's members (as many non-members).
+        shadows: K shadow models (even, at least 2 for LiRA).
+        epochs, batch_size, learning_rate: Training of the target and of every shadow.
+        features: Filters of the target CNN's two convolutions.
+        flip: LiRA: also query mirrored images.
+        shokri_disjoint: Train Shokri's shadows on test-split images (K more models).
+        seed: The seed of every random choice.
+    """
+
+    data_dir: str | None = None
+    method: str = "all"
+    train_size: int = 2500
+    shadows: int = 16
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    features: tuple[int, ...] = (32, 64)
+    flip: bool = False
+    shokri_disjoint: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        _validate.check_choice("membership method", self.method, METHODS)
+        _validate.check_integers(train_size=self.train_size, shadows=self.shadows,
+                                 epochs=self.epochs, batch_size=self.batch_size)
+        _validate.check_positive(train_size=self.train_size, shadows=self.shadows,
+                                 epochs=self.epochs, batch_size=self.batch_size,
+                                 learning_rate=self.learning_rate)
+        if self.shadows < 2 or self.shadows % 2:
+            raise ConfigError(f"shadows must be even and at least 2 (each example is in half "
+                              f"of them), got {self.shadows}.")
+
+    def runs(self, name: str) -> bool:
+        """Whether attack family ``name`` is part of this run."""
+        return self.method in ("all", name)
+
+
+def train_target_and_shadows(key, model, pool, config: MembershipJobConfig):
+    """Returns (stacked params [K + 1], target first; masks [K + 1, 2N]; train config)."""
+    masks = mia.lira_masks(jax.random.fold_in(key, 0), len(pool[1]), config.shadows + 2)
+    masks = masks[: config.shadows + 1]
+    params = mia.init_stacked(jax.random.fold_in(key, 1), model, pool[0][:1], len(masks))
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                               learning_rate=config.learning_rate)
+    params = mia.train_models(jax.random.fold_in(key, 2), model.apply, params, *pool,
+                              mia.mask_to_index(masks), train_config)
+    return params, masks, train_config
+
+
+def _shokri(key, model, params, masks, pool, test, target, config, train_config):
+    shadows = jax.tree.map(lambda leaf: leaf[1:], params)
+    inputs, labels = pool
+    in_index, out_index = mia.mask_to_index(masks[1:]), mia.mask_to_index(~masks[1:])
+    if config.shokri_disjoint:
+        inputs, labels = test
+        in_index, out_index = mia.shadow_splits(jax.random.fold_in(key, 3), len(labels),
+                                                config.shadows, config.train_size,
+                                                disjoint=False)
+        shadows = mia.init_stacked(jax.random.fold_in(key, 4), model, inputs[:1], config.shadows)
+        shadows = mia.train_models(jax.random.fold_in(key, 5), model.apply, shadows, inputs,
+                                   labels, in_index, train_config)
+    members = masks[0]
+    results = []
+    for sort in (True, False):  # sorted vector (later work) and full vector (the paper)
+        features, classes, member = mia.shadow_attack_data(model.apply, shadows, inputs, labels,
+                                                           in_index, out_index, sort=sort)
+        attack = mia.train_attack_models(jax.random.fold_in(key, 6), features, classes, member,
+                                         10)
+        results.append(mia.shokri_attack(attack, model.apply, target,
+                                         (pool[0][members], pool[1][members]),
+                                         (pool[0][~members], pool[1][~members]), 10, sort=sort))
+    return results
+
+
+def run_attacks(key, model, params, masks, pool, test, config, train_config):
+    """Every chosen attack against the target (model 0); returns (target params, results)."""
+    target = jax.tree.map(lambda leaf: leaf[0], params)
+    members = masks[0]
+    results = []
+    if config.runs("lira"):
+        confidences = mia.stacked_confidences(model.apply, params, *pool, flip=config.flip)
+        results += [mia.lira_attack(confidences[0], confidences[1:], masks[1:], members,
+                                    pool[1], 10, online=online, fixed_variance=fixed)
+                    for online in (True, False) for fixed in (False, True)]
+    if config.runs("threshold"):
+        losses = np.asarray(per_example_losses(model.apply, target, *pool))
+        results.append(mia.loss_threshold_attack(losses[members], losses[~members],
+                                                 pool[1][members], pool[1][~members], 10))
+    if config.runs("shokri"):
+        results += _shokri(key, model, params, masks, pool, test, target, config, train_config)
+    return target, results
+
+
+def run(config: MembershipJobConfig, out: Path) -> dict:
+    """Runs the job and writes ``report.json``, ``report.md`` and ``roc.png`` into ``out``."""
+    start = time.perf_counter()
+    key = jax.random.key(config.seed)
+    dataset = load_cifar10(config.data_dir)
+    if 2 * config.train_size > len(dataset.train_labels):
+        raise ConfigError(f"train_size={config.train_size} needs {2 * config.train_size} "
+                          f"candidates; the training split has {len(dataset.train_labels)}.")
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 10),
+                                              len(dataset.train_labels)))[: 2 * config.train_size]
+    pool = (dataset.train_inputs[order], dataset.train_labels[order])
+    test = (dataset.test_inputs, dataset.test_labels)
+    model = ShokriCifarCNN(features=tuple(config.features))
+    params, masks, train_config = train_target_and_shadows(key, model, pool, config)
+    target, results = run_attacks(key, model, params, masks, pool, test, config, train_config)
+    members = masks[0]
+    target_accuracy = {
+        "train": accuracy(model.apply, target, jnp.asarray(pool[0][members]), pool[1][members]),
+        "test": accuracy(model.apply, target, jnp.asarray(test[0]), test[1]),
+    }
+    plots.roc_loglog(mia.roc_curves(results), out / "roc.png",
+                     title="membership inference on CIFAR-10")
+    payload = {
+        "jaxreform_report": 1, "command": "attack membership",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "config": dataclasses.asdict(config), "data": dataset.summary(),
+        "versions": report.package_versions(), "target_accuracy": target_accuracy,
+        "seconds": time.perf_counter() - start,
+        "attacks": {r.name: {**r.metrics, "class_precision": r.class_precision.tolist(),
+                             "class_recall": r.class_recall.tolist()} for r in results},
+        "files": ["report.json", "report.md", "roc.png"],
+    }
+    report.write_json(out / report.REPORT_JSON, payload)
+    (out / report.REPORT_MD).write_text(render_markdown(payload), encoding="utf-8")
+    return payload
+
+
+def run_membership_job(config: MembershipJobConfig, out_dir, *, overwrite: bool = False) -> dict:
+    """:func:`run` inside an atomic report folder (see :mod:`jaxreform.report`)."""
+    with report.report_folder(out_dir, overwrite=overwrite) as staging:
+        return run(config, staging)
+
+
+def render_markdown(payload: dict) -> str:
+    """``report.md``: target accuracy, one row per attack, per-class precision."""
+    config, attacks = payload["config"], payload["attacks"]
+    keys = ("precision", "recall", "auc", "advantage", "tpr_at_0.1%_fpr", "tpr_at_1%_fpr")
+    lines = [f"# jaxreform attack membership: CIFAR-10, N = {config['train_size']}, "
+             f"K = {config['shadows']} shadows", "",
+             f"Target (Shokri et al.'s CNN) accuracy: train "
+             f"{payload['target_accuracy']['train']:.4f}, test "
+             f"{payload['target_accuracy']['test']:.4f}. {payload['seconds']:.0f} s.", "",
+             report.markdown_table(["attack", *keys],
+                                   [[name, *(a[k] for k in keys)] for name, a in attacks.items()]),
+             "", "## Per-class precision", "",
+             report.markdown_table(["class", *attacks],
+                                   [[label, *(a["class_precision"][c] for a in attacks.values())]
+                                    for c, label in enumerate(CLASS_NAMES)]),
+             "", "![log-log ROC](roc.png)", ""]
+    return "\n".join(lines)
