@@ -103,7 +103,7 @@ def run_attribute_job(config: AttributeJobConfig, out_dir: str | Path, *,
                 outcome = attribute.attribute_inference_attack(
                     apply_fn, params, inputs[rows], labels[rows], encoding, config.attribute)
                 results[name][side] = outcome.summary()
-        bars = {f"{name}\n{side}": {"attack": r[side]["accuracy"],
+        bars = {f"{name.split(' (')[0]}\n{side}": {"attack": r[side]["accuracy"],
                                     "prior only": r[side]["baseline_accuracy"]}
                 for name, r in results.items() for side in sides}
         plots.grouped_bars(bars, staging / "attribute.png", ylabel="accuracy",

@@ -425,7 +425,7 @@ def seed_comparison(results: dict) -> dict:
         "clean accuracy >= 91.5% (seed paper: 91.7%)": {
             "seed": SEED_CLAIMS["clean_accuracy"], "measured": results["clean"]["test_accuracy"],
             "holds": results["clean"]["test_accuracy"] >= SEED_CLAIMS["clean_accuracy_floor"]},
-        "reformed accuracy within 5 points of clean": {
+        "accuracy drop (clean minus reformed) <= 5 points": {
             "seed": SEED_CLAIMS["max_accuracy_drop"], "measured": results["accuracy_drop"],
             "holds": results["accuracy_drop"] <= SEED_CLAIMS["max_accuracy_drop"]},
     }
@@ -516,7 +516,9 @@ def render_markdown(payload: dict) -> str:
         ["stage", "seconds"], [[k, v] for k, v in timing["seconds"].items()]), "",
         f"Reforming took {timing['reform_overhead']:.2f}× the time of training the clean task "
         f"model ({timing['backend']}).", "", "![training curves](training.png)", ""]
-    lines += ["## Against the seed's claims", "", report.markdown_table(
+    scope = ("The seed's figures are for full MNIST with softmax regression; on this "
+             "subset or another setting they are a reference, not a target.")
+    lines += ["## Against the seed's claims", "", scope, "", report.markdown_table(
         ["claim", "seed paper", "measured", "holds"],
         [[name, c["seed"], c["measured"], c.get("holds", "")]
          for name, c in payload["seed_comparison"].items()]), ""]

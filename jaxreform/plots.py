@@ -98,7 +98,7 @@ def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os
     accuracy_axis.set_ylabel("test accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(bars))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -124,7 +124,7 @@ def grouped_bars(values: dict[str, dict[str, float]], path: str | os.PathLike, *
     axis.set_xticks(np.arange(len(groups)), groups)
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(bars))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
