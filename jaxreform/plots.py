@@ -98,7 +98,7 @@ def training_curves(histories: dict[str, dict[str, list[float]]], path: str | os
     accuracy_axis.set_ylabel("test accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(bars))
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
