@@ -220,6 +220,8 @@ def _add_data_parser(verbs) -> None:
 def _verify(args) -> int:
     dataset = data.load_dataset(args.dataset, args.data_dir)
     print(json.dumps(dataset.summary(), indent=2))
+    print(f"jaxreform: {args.dataset} verified: {len(dataset.train_labels):,} training and "
+          f"{len(dataset.test_labels):,} test examples from {dataset.source}", file=sys.stderr)
     return 0
 
 
