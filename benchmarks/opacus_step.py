@@ -1,7 +1,8 @@
 """Opacus side of ``bench_dp.py``: run in a separate venv with torch and opacus.
 
 Times one non-private SGD step and one Opacus DP-SGD step (``PrivacyEngine.make_private``
-with its default hooks; Poisson sampling off so that the batch is the same 256 examples) for the same three
+with its default hooks; Poisson sampling off so that the batch is the same 256 examples) for the
+same three
 architectures, and prints one JSON line ``{model: {"plain": s, "private": s}}``.
 The data are random tensors of MNIST's shape: the cost of a step does not depend on the
 pixel values, and this keeps the torch venv free of jaxreform.

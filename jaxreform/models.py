@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxreform.errors import ConfigError
 
@@ -77,15 +78,27 @@ class PatchConv(nn.Module):
         channels = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (kh, kw, channels, self.features))
-        patches = jax.lax.conv_general_dilated_patches(
-            x, (kh, kw), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        b, height, width, _ = patches.shape
-        # Patch features come channel-major ([c_in, kh, kw]); the kernel is [kh, kw, c_in].
-        patches = patches.reshape(b, height, width, channels, kh * kw).swapaxes(3, 4)
-        out = patches.reshape(b, height, width, -1) @ kernel.reshape(-1, self.features)
+        patches = kernel_ordered_patches(x, (kh, kw), (1, 1), "SAME")
+        out = patches @ kernel.reshape(-1, self.features)
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (self.features,))
         return out
+
+
+def kernel_ordered_patches(inputs: jax.Array, kernel_size, strides, padding: str) -> jax.Array:
+    """``[b, *spatial, c_in] -> [b, *out_spatial, prod(kernel_size)·c_in]`` patches whose
+    feature order matches a flax kernel ``[*kernel_size, c_in, c_out]`` flattened, so that
+    ``patches @ kernel.reshape(-1, c_out)`` is the convolution (1-, 2- or 3-D)."""
+    spatial = len(kernel_size)
+    letters = "DHW"[-spatial:]
+    patches = jax.lax.conv_general_dilated_patches(
+        inputs, tuple(kernel_size), tuple(strides), padding,
+        dimension_numbers=(f"N{letters}C", f"{letters}IO", f"N{letters}C"))
+    out_shape = patches.shape[:-1]
+    channels, window = inputs.shape[-1], math.prod(kernel_size)
+    # The patch features come channel-major ([c_in, *kernel]); flax kernels are [*kernel, c_in].
+    patches = patches.reshape(*out_shape, channels, window)
+    return jnp.swapaxes(patches, -1, -2).reshape(*out_shape, window * channels)
 
 
 def resolve_conv(implementation: str) -> str:

@@ -27,7 +27,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreform import _validate, data, dp, influence, metrics, models, plots, reformers, report, train
+from jaxreform import (
+    _validate,
+    data,
+    dp,
+    influence,
+    metrics,
+    models,
+    plots,
+    reformers,
+    report,
+    train,
+)
 from jaxreform.errors import ConfigError
 
 # The seed's MNIST figures; the clean floor is the one issue #2 sets beside the seed's 91.7%.

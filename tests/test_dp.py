@@ -7,7 +7,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxreform import dp, models, train
@@ -15,6 +14,7 @@ from jaxreform.dp import accounting
 from jaxreform.dp.clipping import clipped_gradient_sum, cross_entropy_example_loss
 from jaxreform.dp.sgd import draw_batch_sizes
 from jaxreform.errors import ConfigError
+from jaxreform.reformers.autoencoder import example_reconstruction_loss
 
 # Abadi et al. (2016), section 5: q = 0.01, sigma = 4, delta = 1e-5, 10,000 steps gave
 # epsilon = 1.26 with their moments accountant. dp-accounting 0.4-0.6 gives the values below;
@@ -89,8 +89,7 @@ class _WithLayerNorm(nn.Module):
         return nn.Dense(10)(nn.LayerNorm()(x.reshape(x.shape[0], -1)))
 
 
-def _bce_loss(outputs, targets):
-    return optax.sigmoid_binary_cross_entropy(outputs, targets).reshape(outputs.shape[0], -1).sum(-1)
+_bce_loss = example_reconstruction_loss("bce")
 
 
 CASES = {

@@ -25,13 +25,13 @@ sharing, no batch statistics) can use ``"ghost"``; others get a clear error.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from flax import traverse_util
 
 from jaxreform import _validate, models, train
@@ -75,19 +75,12 @@ def _conv_patches(module: nn.Conv, inputs: jax.Array) -> jax.Array:
         raise ConfigError(f"ghost clipping supports padding 'SAME' or 'VALID', not "
                           f"{module.padding!r}; use method='vmap' for this model.")
     spatial = len(module.kernel_size)
+    if spatial > 3:
+        raise ConfigError("ghost clipping supports 1-, 2- and 3-D convolutions only.")
     strides = module.strides or 1
     strides = (strides,) * spatial if isinstance(strides, int) else tuple(strides)
-    letters = "DHW"[-spatial:] if spatial <= 3 else None
-    if letters is None:
-        raise ConfigError("ghost clipping supports 1-, 2- and 3-D convolutions only.")
-    patches = jax.lax.conv_general_dilated_patches(
-        inputs, tuple(module.kernel_size), strides, module.padding,
-        dimension_numbers=(f"N{letters}C", f"{letters}IO", f"N{letters}C"))
-    channels = inputs.shape[-1]
-    b = inputs.shape[0]
-    # The patch features come channel-major ([c_in, kh, kw]); flax kernels are [kh, kw, c_in].
-    patches = patches.reshape(b, -1, channels, math.prod(module.kernel_size))
-    return jnp.swapaxes(patches, 2, 3).reshape(b, -1, channels * math.prod(module.kernel_size))
+    patches = models.kernel_ordered_patches(inputs, module.kernel_size, strides, module.padding)
+    return patches.reshape(inputs.shape[0], -1, patches.shape[-1])
 
 
 def _tapped_apply(apply_fn, params, inputs, perturbations):
@@ -241,5 +234,4 @@ def clipped_gradient_sum(
 
 def cross_entropy_example_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """``logits [b, k], labels [b] -> [b]`` softmax cross-entropy per example."""
-    import optax  # local: keeps this module's import surface small
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)

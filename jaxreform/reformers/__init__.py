@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from jaxreform import _validate
 from jaxreform.reformers.autoencoder import AutoencoderFitted, AutoencoderReformer, encode
-from jaxreform.reformers.dp_autoencoder import DpAutoencoderFitted, DpAutoencoderReformer
 from jaxreform.reformers.base import FittedReformer, Reformer
+from jaxreform.reformers.dp_autoencoder import DpAutoencoderFitted, DpAutoencoderReformer
 from jaxreform.reformers.identity import IdentityFitted, IdentityReformer
 from jaxreform.reformers.influence import InfluenceFitted, InfluenceReformer
 from jaxreform.reformers.influence_noise import NOISE_MODES, NoiseResult, reform_with_noise
@@ -28,7 +28,8 @@ def make_reformer(name: str, **settings) -> Reformer:
 
 
 __all__ = [
-    "AutoencoderFitted", "AutoencoderReformer", "DpAutoencoderFitted", "DpAutoencoderReformer", "FittedReformer", "IdentityFitted",
+    "AutoencoderFitted", "AutoencoderReformer", "DpAutoencoderFitted", "DpAutoencoderReformer",
+    "FittedReformer", "IdentityFitted",
     "IdentityReformer", "InfluenceFitted", "InfluenceReformer", "NOISE_MODES", "NoiseResult",
     "REFORMERS", "reform_with_noise", "Reformer", "encode", "make_reformer",
 ]

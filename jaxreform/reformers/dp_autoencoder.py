@@ -104,8 +104,8 @@ class DpAutoencoderReformer(AutoencoderReformer):
             params, history = self.train_autoencoder(fit_key, autoencoder, params, inputs, kind,
                                                      progress)
         else:
-            result = dp.fit_dp(fit_key, autoencoder.apply, example_reconstruction_loss(kind), params,
-                               (inputs, inputs), self.dp_training,
+            result = dp.fit_dp(fit_key, autoencoder.apply, example_reconstruction_loss(kind),
+                               params, (inputs, inputs), self.dp_training,
                                covers="the released encoder (not the codes of the training "
                                       "records, which are computed from them)",
                                progress=progress, description="DP autoencoder")
