@@ -1,7 +1,8 @@
 """The seed's autoencoder-reformer table on every dataset jaxreform can load.
 
 For each dataset, one main-job run (``jaxreform.pipeline.run_main_job``, softmax regression,
-dense autoencoder, or a convolutional one for images with ``--image-autoencoder conv``; images use a BCE reconstruction with a sigmoid code, tabular data an MSE
+dense autoencoder, or a convolutional one for images with ``--image-autoencoder conv``; images
+use a BCE reconstruction with a sigmoid code, tabular data an MSE
 one with a linear code) gives: clean and reformed test accuracy and their difference (the
 seed: within 5 points), the mean relative L0 / L2 / L∞ change of the training data (the seed:
 at least 45% on MNIST and CIFAR-10), the loss-threshold membership advantage before and after,

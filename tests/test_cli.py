@@ -241,7 +241,8 @@ def test_attack_mi_face_writes_a_report(shared_data_dir, tmp_path, capsys):
 def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     out = tmp_path / "membership"
     assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir),
-                     "--train-size", "50", "--shadows", "8", "--epochs", "2", "--batch-size", "25", "--features",
+                     "--train-size", "50", "--shadows", "8", "--epochs", "2", "--batch-size", "25",
+                     "--features",
                      "4,8", "--method", "lira", "--out", str(out)]) == 0
     payload = json.loads((out / "report.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md", "roc.png"]

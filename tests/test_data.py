@@ -163,8 +163,8 @@ def test_missing_folder_and_missing_file_are_named(tmp_path):
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ConfigError,
-                       match="unknown dataset 'mnsit'; choose one of: adult, att_faces, cifar10, malware, mnist"):
+    with pytest.raises(ConfigError, match="unknown dataset 'mnsit'; choose one of: "
+                                          "adult, att_faces, cifar10, malware, mnist"):
         data.load_dataset("mnsit")
 
 

@@ -38,6 +38,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
 __all__ = [
     "DATA_DIR_ENV", "Dataset", "EMBEDDED_SOURCE", "LOADERS", "TabularEncoding", "encode_idx",
-    "load_adult", "load_adult_with_encoding", "load_att_faces", "load_cifar10", "load_dataset", "load_malware",
-    "load_malware_with_encoding", "load_mnist", "parse_idx", "read_idx", "resolve_data_dir", "subset_indices", "take_subset",
+    "load_adult", "load_adult_with_encoding", "load_att_faces", "load_cifar10", "load_dataset",
+    "load_malware", "load_malware_with_encoding", "load_mnist", "parse_idx", "read_idx",
+    "resolve_data_dir", "subset_indices", "take_subset",
 ]
