@@ -128,3 +128,44 @@ def grouped_bars(values: dict[str, dict[str, float]], path: str | os.PathLike, *
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def image_grid(images, path: str | os.PathLike, *, title: str, columns: int = 8) -> None:
+    """Saves ``images [n, H, W]`` or ``[n, H, W, C]`` (values in [0, 1]) as one grid."""
+    images = np.asarray(images)
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.4),
+                                squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index < len(images):
+            axis.imshow(_as_image(images[index]), cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            axis.set_axis_off()
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+ROUND_PANELS = (("victim_rate", "judge: victim-class rate"),
+                ("nearest_ssim", "SSIM to nearest victim image"),
+                ("shared_accuracy", "shared-model accuracy"))
+
+
+def attack_rounds(histories: dict[str, list[dict]], path: str | os.PathLike) -> None:
+    """Saves one panel per measure of :data:`ROUND_PANELS` against the round, one line per
+    run (``{run name: [{"round": r, measure: value, ...}, ...]}``)."""
+    figure, axes = plt.subplots(1, len(ROUND_PANELS), figsize=(4.2 * len(ROUND_PANELS), 3.4))
+    for axis, (measure, label) in zip(axes, ROUND_PANELS):
+        for name, rows in histories.items():
+            axis.plot([row["round"] for row in rows], [row[measure] for row in rows],
+                      marker="o", markersize=3, label=name)
+        axis.set_xlabel("round")
+        axis.set_title(label, fontsize=10)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

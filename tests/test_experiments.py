@@ -24,7 +24,8 @@ def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
         ["cifar10"] if "cifar10" in driver.data.LOADERS else [])
     rows = driver.main(["--data-dir", str(shared_data_dir), "--out", str(tmp_path),
                         "--datasets", ",".join(datasets), "--num-train", "600",
-                        "--num-test", "300", "--epochs", "5", "--quiet"])
+                        "--num-test", "300", "--epochs", "5", "--image-epochs", "2",
+                        "--quiet"])
     table = json.loads((tmp_path / "table.json").read_text())
     assert [row[0] for row in rows] == datasets == [row[0] for row in table["rows"]]
     columns = table["columns"]
@@ -37,3 +38,15 @@ def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
         assert floor < values["clean accuracy"] <= 1.0
         assert values["L2 change"] > 0 and values["reform overhead"] > 0
     assert (tmp_path / "table.md").exists()
+    # A resumed run reads every row back from the report folders without training again;
+    # a changed setting (more epochs) is not mistaken for the earlier run.
+    again = driver.main(["--data-dir", str(shared_data_dir), "--out", str(tmp_path),
+                         "--datasets", ",".join(datasets), "--num-train", "600",
+                         "--num-test", "300", "--epochs", "5", "--image-epochs", "2",
+                         "--quiet", "--resume"])
+    assert again == rows
+    assert json.loads((tmp_path / "table.json").read_text())["reused"] == datasets
+    config = driver.dataset_config("adult", driver.argparse.Namespace(
+        data_dir=str(shared_data_dir), seed=0, num_train=600, num_test=300, epochs=6,
+        image_epochs=3, image_autoencoder="conv"))
+    assert driver._previous_payload(tmp_path / "adult", config) is None

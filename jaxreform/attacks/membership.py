@@ -67,6 +67,7 @@ import optax
 from jax.scipy.stats import norm
 
 from jaxreform import _validate, metrics
+from jaxreform.parallel import STRATEGIES, choose_strategy
 from jaxreform.attacks.membership_models import AttackMLP
 from jaxreform.errors import ConfigError, InvalidDataError, TrainingDivergedError
 from jaxreform.train import TrainConfig, batched_logits, cross_entropy_loss, make_epoch_fn
@@ -75,29 +76,12 @@ log = logging.getLogger(__name__)
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
-STRATEGIES = ("auto", "vmap", "loop")
 MIN_SHADOWS_PER_SIDE = 2
 _LOG_PROB_FLOOR = -30.0
 
 
 # ----------------------------------------------------------------------------------------------
 # Training many models of one architecture.
-
-
-def choose_strategy(params: Params, *, backend: str | None = None) -> str:
-    """The many-model strategy for models shaped like ``params`` (see the module docstring).
-
-    Args:
-        params: One model's parameter pytree (or a stacked one: only leaf ranks are read,
-            and a stacked dense model's 3-axis kernels still count as dense).
-        backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; None: ``jax.default_backend()``.
-
-    Returns:
-        ``"loop"`` for a convolutional model on CPU, else ``"vmap"``.
-    """
-    backend = backend or jax.default_backend()
-    convolutional = any(jnp.ndim(leaf) >= 4 for leaf in jax.tree.leaves(params))
-    return "loop" if convolutional and backend == "cpu" else "vmap"
 
 
 def init_stacked(key: jax.Array, model: nn.Module, sample_input: jax.Array, num_models: int):
