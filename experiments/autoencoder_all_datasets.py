@@ -1,4 +1,4 @@
-"""The seed's autoencoder-reformer table on every dataset jaxreform can load.
+"""The seed's autoencoder-reformer table on MNIST, CIFAR-10, Adult and ClaMP malware.
 
 For each dataset, one main-job run (``jaxreform.pipeline.run_main_job``, softmax regression;
 a convolutional autoencoder for the images, ``--image-autoencoder dense`` for a dense one, and
@@ -8,7 +8,7 @@ seed: within 5 points), the mean relative L0 / L2 / L∞ change of the training 
 at least 45% on MNIST and CIFAR-10), the loss-threshold membership advantage before and after,
 and the reforming overhead (time to reform / time to train the clean model).
 
-    python experiments/autoencoder_all_datasets.py --data-dir ../shared/data --out results/ae_all
+    python experiments/autoencoder_all_datasets.py --data-dir ../shared/data --out runs/ae_all
 
 ``--num-train`` / ``--num-test`` / ``--epochs`` / ``--image-epochs`` shrink it (CI runs a
 reduced version). Each dataset's full report folder is kept under ``--out`` and its row is read
@@ -87,19 +87,26 @@ def run_one(name: str, args, out: Path) -> tuple[list, bool]:
 
 
 def main(argv=None) -> list[list]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the datasets (default: $JAXREFORM_DATA_DIR)")
+    parser.add_argument("--out", required=True,
+                        help="folder for the table and one report folder per dataset")
+    parser.add_argument("--datasets", default=",".join(DATASETS),
+                        help=f"comma-separated, from {', '.join(DATASETS)} (default: all)")
     parser.add_argument("--epochs", type=int, default=10,
-                        help="epochs of the autoencoder and of the task model")
+                        help="epochs of the autoencoder and of the task model (default: 10)")
     parser.add_argument("--image-epochs", type=int, default=3,
-                        help="epochs for the image datasets (0: same as --epochs)")
-    parser.add_argument("--num-train", type=int, default=None)
-    parser.add_argument("--num-test", type=int, default=None)
+                        help="epochs for the image datasets (default: 3; 0: same as --epochs)")
+    parser.add_argument("--num-train", type=int, default=None,
+                        help="first n training examples of each dataset (default: all)")
+    parser.add_argument("--num-test", type=int, default=None,
+                        help="first n test examples (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-autoencoder", default="conv", choices=("dense", "conv"),
-                        help="autoencoder of the image datasets (tabular data: always dense)")
+                        help="autoencoder of the image datasets (default: conv; tabular data: "
+                             "always dense)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse a dataset's report made with the same configuration")
     parser.add_argument("--quiet", action="store_true")

@@ -61,10 +61,19 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or the option is required (where
+    "(default: None)" would only confuse)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _subcommand(actions, name: str, **texts) -> argparse.ArgumentParser:
     """Adds subcommand ``name`` (with ``help=`` and ``description=``) showing defaults."""
-    return actions.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                              **texts)
+    return actions.add_parser(name, formatter_class=_DefaultsFormatter, **texts)
 
 
 def _one_of(names) -> str:
@@ -282,7 +291,9 @@ def _add_attack_parser(verbs) -> None:
     membership.add_argument("--dataset", default="cifar10", help="cifar10")
     membership.add_argument("--method", default="all", help="all, threshold, lira or shokri")
     membership.add_argument("--reformer", default="none",
-                            help="none (defended targets: not yet)")
+                            help="none, or autoencoder: the target trains on the codes of a "
+                                 "conv autoencoder fitted on its members")
+    membership.add_argument("--autoencoder-epochs", type=_positive_int, default=5)
     membership.add_argument("--train-size", type=_positive_int, default=2500,
                             help="N: the target's members (as many non-members)")
     membership.add_argument("--shadows", type=_positive_int, default=16,
@@ -334,36 +345,44 @@ def _add_gan_parser(attacks) -> None:
                     "victim-class rate, SSIM/MSE to the nearest victim image and the shared "
                     "model's accuracy per round, a plot and sample grids.")
     gan.add_argument("--dataset", default="mnist", help="mnist (AT&T faces: not yet)")
-    gan.add_argument("--victim-class", type=int, default=3)
+    gan.add_argument("--victim-class", type=int, default=3,
+                     help="the class the adversary wants samples of")
     gan.add_argument("--participants", type=_class_sets, default="0,1,2,3,4/5,6,7,8,9",
                      help="each participant's classes: comma-separated, '/' between "
                           "participants")
     gan.add_argument("--adversary", type=int, default=1, help="index of the adversary")
     gan.add_argument("--reformer", default="none",
                      help="defence on every participant's data: none or autoencoder")
-    gan.add_argument("--rounds", type=_positive_int, default=30)
+    gan.add_argument("--rounds", type=_positive_int, default=30, help="upload rounds")
     gan.add_argument("--local-steps", type=_positive_int, default=20,
                      help="local SGD steps per participant and round")
-    gan.add_argument("--batch-size", type=_positive_int, default=64)
+    gan.add_argument("--batch-size", type=_positive_int, default=64,
+                     help="examples per local step (with DP: the expected Poisson batch)")
     gan.add_argument("--learning-rate", type=_positive_float, default=0.05,
                      help="local SGD learning rate")
     gan.add_argument("--upload-fraction", type=_fraction, default=0.1,
                      help="theta_u: fraction of the largest parameter changes uploaded")
     gan.add_argument("--dp-epsilon", type=_positive_float, default=None,
                      help="record-level epsilon of each participant's uploads (DP-SGD locally)")
-    gan.add_argument("--dp-delta", type=_positive_float, default=1e-5)
-    gan.add_argument("--dp-clip-norm", type=_positive_float, default=1.0)
+    gan.add_argument("--dp-delta", type=_positive_float, default=1e-5,
+                     help="delta of the record-level guarantee")
+    gan.add_argument("--dp-clip-norm", type=_positive_float, default=1.0,
+                     help="per-example gradient clipping norm of the DP local steps")
     gan.add_argument("--generator-steps", type=_positive_int, default=50,
                      help="generator updates per round")
     gan.add_argument("--shared-model", default="mlp", help="mlp or cnn")
     gan.add_argument("--max-per-participant", type=_positive_int, default=None,
                      help="cap on each participant's training examples")
-    gan.add_argument("--eval-every", type=_positive_int, default=5)
+    gan.add_argument("--eval-every", type=_positive_int, default=5,
+                     help="rounds between measurements of the attack")
+    gan.add_argument("--judge-epochs", type=_positive_int, default=10,
+                     help="epochs of the judge, the independent CNN that scores generated "
+                          "samples (trained on the public half of the test split)")
     gan.add_argument("--out", required=True, help="report folder to create")
     gan.add_argument("--overwrite", action="store_true")
     _add_data_arguments(gan)
-    gan.add_argument("--seed", type=int, default=0)
-    gan.add_argument("--quiet", action="store_true")
+    gan.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    gan.add_argument("--quiet", action="store_true", help="no progress bars")
     gan.set_defaults(handler=_attack_gan)
 
 
@@ -380,7 +399,7 @@ def _attack_gan(args) -> int:
             dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, dp_clip_norm=args.dp_clip_norm),
         shared_model=args.shared_model, reformer=args.reformer,
         max_per_participant=args.max_per_participant, eval_every=args.eval_every,
-        seed=args.seed)
+        judge_epochs=args.judge_epochs, seed=args.seed)
     payload = job.run_gan_job(config, args.out, overwrite=args.overwrite,
                               progress=not args.quiet)
     final = payload["final"]
@@ -395,14 +414,15 @@ def _attack_membership(args) -> int:
     from jaxreform.attacks import membership_job
     from jaxreform.errors import ConfigError
 
-    if args.dataset != "cifar10" or args.reformer != "none":
-        raise ConfigError("attack membership supports --dataset cifar10 with --reformer none "
-                          f"for now, got --dataset {args.dataset} --reformer {args.reformer}.")
+    if args.dataset != "cifar10":
+        raise ConfigError(f"attack membership supports --dataset cifar10 for now, got "
+                          f"--dataset {args.dataset}.")
     config = membership_job.MembershipJobConfig(
         data_dir=args.data_dir, method=args.method, train_size=args.train_size,
         shadows=args.shadows, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, features=args.features, flip=args.flip,
-        shokri_disjoint=args.shokri_disjoint, seed=args.seed)
+        shokri_disjoint=args.shokri_disjoint, reformer=args.reformer,
+        autoencoder_epochs=args.autoencoder_epochs, seed=args.seed)
     payload = membership_job.run_membership_job(config, args.out, overwrite=args.overwrite)
     for name, metrics in payload["attacks"].items():
         print(f"{name}: AUC {metrics['auc']:.3f}, TPR at 1% FPR {metrics['tpr_at_1%_fpr']:.3f}")

@@ -165,7 +165,23 @@ def attack_rounds(histories: dict[str, list[dict]], path: str | os.PathLike) -> 
         axis.set_xlabel("round")
         axis.set_title(label, fontsize=10)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        axis.legend(fontsize=7, title="defence", title_fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def lines(series: dict[str, list[float]], x: list[float], path: str | os.PathLike, *,
+          xlabel: str, ylabel: str, title: str) -> None:
+    """Saves one line per entry of ``series`` (``{name: values at x}``) against ``x``."""
+    figure, axis = plt.subplots(figsize=(6.0, 3.8))
+    for name, values in series.items():
+        axis.plot(x, values, marker="o", markersize=4, label=name)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

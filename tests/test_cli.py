@@ -250,10 +250,22 @@ def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     for metrics in payload["attacks"].values():
         assert 0.0 <= metrics["auc"] <= 1.0 and len(metrics["class_precision"]) == 10
     for arguments, message in ((["--shadows", "3"], "shadows must be even"),
-                               (["--reformer", "autoencoder"], "--reformer none for now"),
+                               (["--reformer", "influence"],
+                                "unknown reformer for membership inference 'influence'"),
                                (["--method", "gan"], "unknown membership method 'gan'"),
                                (["--train-size", "40000"], "needs 80000 candidates")):
         assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir), "--out",
                          str(tmp_path / "bad"), *arguments]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "bad").exists()
+    # The autoencoder defence: target and shadows train on codes of an encoder fitted on the
+    # target's members; the report says so and measures how much the members changed.
+    defended = tmp_path / "defended"
+    assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir),
+                     "--train-size", "50", "--shadows", "2", "--epochs", "2", "--batch-size", "25",
+                     "--features", "4,8", "--method", "threshold", "--reformer", "autoencoder",
+                     "--autoencoder-epochs", "1", "--out", str(defended)]) == 0
+    payload = json.loads((defended / "report.json").read_text())
+    assert payload["defence"]["reformer"] == "autoencoder"
+    assert payload["defence"]["member_distances"]["l2"]["mean"] > 0.0
+    assert "Defence:" in (defended / "report.md").read_text()

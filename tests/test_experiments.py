@@ -24,7 +24,7 @@ def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
         ["cifar10"] if "cifar10" in driver.data.LOADERS else [])
     rows = driver.main(["--data-dir", str(shared_data_dir), "--out", str(tmp_path),
                         "--datasets", ",".join(datasets), "--num-train", "600",
-                        "--num-test", "300", "--epochs", "5", "--image-epochs", "2",
+                        "--num-test", "300", "--epochs", "5", "--image-epochs", "0",
                         "--quiet"])
     table = json.loads((tmp_path / "table.json").read_text())
     assert [row[0] for row in rows] == datasets == [row[0] for row in table["rows"]]
@@ -42,7 +42,7 @@ def test_autoencoder_table_on_every_dataset_reduced(shared_data_dir, tmp_path):
     # a changed setting (more epochs) is not mistaken for the earlier run.
     again = driver.main(["--data-dir", str(shared_data_dir), "--out", str(tmp_path),
                          "--datasets", ",".join(datasets), "--num-train", "600",
-                         "--num-test", "300", "--epochs", "5", "--image-epochs", "2",
+                         "--num-test", "300", "--epochs", "5", "--image-epochs", "0",
                          "--quiet", "--resume"])
     assert again == rows
     assert json.loads((tmp_path / "table.json").read_text())["reused"] == datasets

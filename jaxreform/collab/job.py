@@ -73,7 +73,7 @@ class GanJobConfig:
         judge_epochs: Epochs of the judge.
         max_per_participant: Cap on each participant's examples (None: all of its classes).
         public_size: Test-split images that are public (judge, autoencoder); the rest
-            measure accuracy.
+            measure accuracy. None: the first half.
         eval_every: Rounds between measurements (the last round is always measured).
         seed: The seed of every random choice.
     """
@@ -90,7 +90,7 @@ class GanJobConfig:
     autoencoder_epochs: int = 10
     judge_epochs: int = 10
     max_per_participant: int | None = None
-    public_size: int = 5000
+    public_size: int | None = None
     eval_every: int = 5
     seed: int = 0
 
@@ -98,11 +98,13 @@ class GanJobConfig:
         _validate.check_choice("dataset for the GAN attack", self.dataset, DATASETS)
         _validate.check_choice("reformer for the GAN attack", self.reformer, REFORMERS)
         _validate.check_choice("shared model", self.shared_model, SHARED_MODELS)
-        sizes = dict(hidden=self.hidden, code_size=self.code_size, public_size=self.public_size,
-                     eval_every=self.eval_every, autoencoder_epochs=self.autoencoder_epochs,
+        sizes = dict(hidden=self.hidden, code_size=self.code_size, eval_every=self.eval_every, autoencoder_epochs=self.autoencoder_epochs,
                      judge_epochs=self.judge_epochs)
         _validate.check_integers(**sizes)
         _validate.check_positive(**sizes)
+        if self.public_size is not None:
+            _validate.check_integers(public_size=self.public_size)
+            _validate.check_positive(public_size=self.public_size)
         if self.max_per_participant is not None:
             _validate.check_integers(max_per_participant=self.max_per_participant)
             _validate.check_positive(max_per_participant=self.max_per_participant)
@@ -173,13 +175,14 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     key = jax.random.key(config.seed)
     dataset = data.LOADERS[config.dataset](config.data_dir)
     num_classes = dataset.num_classes
-    if config.public_size >= len(dataset.test_labels):
-        raise ConfigError(f"public_size={config.public_size} leaves no held-out test image "
+    public_size = config.public_size or len(dataset.test_labels) // 2
+    if public_size >= len(dataset.test_labels):
+        raise ConfigError(f"public_size={public_size} leaves no held-out test image "
                           f"(the test split has {len(dataset.test_labels)}).")
-    public = (jnp.asarray(dataset.test_inputs[: config.public_size]),
-              jnp.asarray(dataset.test_labels[: config.public_size]))
-    heldout = (jnp.asarray(dataset.test_inputs[config.public_size:]),
-               jnp.asarray(dataset.test_labels[config.public_size:]))
+    public = (jnp.asarray(dataset.test_inputs[:public_size]),
+              jnp.asarray(dataset.test_labels[:public_size]))
+    heldout = (jnp.asarray(dataset.test_inputs[public_size:]),
+               jnp.asarray(dataset.test_labels[public_size:]))
     attack, collab = config.attack, config.collab
     class_sets = dssgd.check_class_sets(config.class_sets, num_classes,
                                         adversary=attack.adversary,
@@ -188,9 +191,11 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     # A convolutional judge: generated samples are optimised against a dense shared model,
     # and adversarial patterns transfer most readily to a judge of the same family.
     judge = models.SmallCNN(num_classes=num_classes)
+    judge_start = time.perf_counter()
     judge_params = _fit_classifier(jax.random.fold_in(key, 1), judge, *public,
                                    config.judge_epochs, progress, "judge")
     judge_accuracy = train.accuracy(judge.apply, judge_params, *heldout)
+    judge_seconds = time.perf_counter() - judge_start
 
     adversary_rows = dssgd.participant_rows(
         dataset.train_labels, class_sets,
@@ -288,11 +293,12 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
         "config": dataclasses.asdict(config), "data": {
             "name": dataset.name, "source": dataset.source,
             "participant_examples": np.asarray(participants.counts).tolist(),
-            "public": config.public_size, "heldout": int(len(heldout[1]))},
+            "public": public_size, "heldout": int(len(heldout[1]))},
         "versions": report.package_versions(),
         "defence": defence.info,
         "privacy": [g.as_dict() for g in dssgd.dp_guarantees(collab, plan)],
-        "judge_accuracy": judge_accuracy, "calibration": calibration,
+        "judge_accuracy": judge_accuracy, "judge_seconds": judge_seconds,
+        "calibration": calibration,
         "strategy": strategy, "seconds_per_round": float(np.median(round_seconds)),
         "seconds": time.perf_counter() - start_time,
         "history": history, "final": history[-1],
@@ -337,18 +343,22 @@ def render_markdown(payload: dict) -> str:
     lines = [
         f"# jaxreform attack gan: {config['dataset']}, victim class {attack['victim_class']}",
         "",
-        f"Participants hold classes {config['class_sets']} (examples: "
-        f"{payload['data']['participant_examples']}); the adversary is participant "
+        "Participants: " + "; ".join(
+            f"{i} holds {', '.join(map(str, classes))} ({count} examples)" for i, (classes, count)
+            in enumerate(zip(config["class_sets"], payload["data"]["participant_examples"])))
+        + f". The adversary is participant "
         f"{attack['adversary']}. {collab['rounds']} rounds of {collab['local_steps']} local "
         f"steps, θ_u = {collab['upload_fraction']}, shared model {config['shared_model']} "
         f"({payload['strategy']} over participants, {payload['seconds_per_round']:.2f} s per "
         f"round), defence: reformer {config['reformer']}"
         + (f", DP ε = {collab['dp_epsilon']}" if collab["dp_epsilon"] is not None else "")
-        + f". {payload['seconds']:.0f} s in all.", "",
+        + f". {payload['seconds']:.0f} s in all ({payload['judge_seconds']:.0f} s training the "
+        "judge).", "",
         f"**Final round:** the judge assigns {100 * final['victim_rate']:.1f}% of the generated "
         f"samples to the victim class (chance 10%); shared-model accuracy "
         f"{final['shared_accuracy']:.4f}. Judge accuracy on held-out digits: "
-        f"{payload['judge_accuracy']:.4f}.", "",
+        f"{payload['judge_accuracy']:.4f}. The judge is a small CNN trained on the public "
+        "half of the test split, outside the collaboration.", "",
         "## Calibration of the measures", "",
         report.markdown_table(["reference", *SCORES],
                               [[name, *(scores[k] for k in SCORES)]
