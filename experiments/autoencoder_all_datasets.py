@@ -21,11 +21,11 @@ it the CIFAR-10 autoencoder, so an interrupted run need not start over).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import sys
 from pathlib import Path
 
-from jaxreform import data, pipeline, report, train
+from jaxreform import pipeline, report, train
+from jaxreform.cli import exit_on_error
 
 DATASETS = ("mnist", "cifar10", "adult", "malware")
 IMAGES = ("mnist", "cifar10")
@@ -49,14 +49,6 @@ def dataset_config(name: str, args) -> pipeline.RunConfig:
         autoencoder_architecture=architecture, autoencoder_hidden=hidden)
 
 
-def _previous_payload(folder: Path, config: pipeline.RunConfig) -> dict | None:
-    """The report in ``folder`` if it was made with exactly ``config``, else None."""
-    path = folder / "report.json"
-    if not path.exists():
-        return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-    return payload if payload.get("config") == wanted else None
 
 
 def table_row(payload: dict) -> list:
@@ -78,7 +70,7 @@ def table_row(payload: dict) -> list:
 def run_one(name: str, args, out: Path) -> tuple[list, bool]:
     """One dataset's row and whether it was reused from a previous report (``--resume``)."""
     config = dataset_config(name, args)
-    payload = _previous_payload(out / name, config) if args.resume else None
+    payload = report.matching_report(out / name, config, table_row) if args.resume else None
     reused = payload is not None
     if not reused:
         payload = pipeline.run_main_job(config, out / name, overwrite=True,
@@ -111,12 +103,12 @@ def main(argv=None) -> list[list]:
                         help="reuse a dataset's report made with the same configuration")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    names = args.datasets.split(",")
+    unknown = [name for name in names if name not in DATASETS]
+    if unknown:
+        parser.error(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = args.datasets.split(",")
-    unknown = [name for name in names if name not in data.LOADERS]
-    if unknown:
-        parser.error(f"unknown dataset(s) {unknown}; choose from {sorted(data.LOADERS)}")
     rows, reused = [], []
     for name in names:
         row, was_reused = run_one(name, args, out)
@@ -137,4 +129,4 @@ def main(argv=None) -> list[list]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_error(main))

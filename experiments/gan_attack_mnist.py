@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import sys
 from pathlib import Path
 
 from jaxreform import plots, report
+from jaxreform.cli import exit_on_error
 from jaxreform.collab import dssgd, gan, job
 
 COLUMNS = ["defence", "shared accuracy", "judge victim rate", "peak victim rate",
-           "first round ≥ 50%", "nearest SSIM", "ε (record-level)", "s / round"]
+           "first round ≥ 50%", "nearest SSIM", "generator restarts", "ε (record-level)",
+           "s / round"]
 
 
 def defences(args) -> dict[str, job.GanJobConfig]:
@@ -41,13 +43,6 @@ def defences(args) -> dict[str, job.GanJobConfig]:
     return runs
 
 
-def _previous(folder: Path, config: job.GanJobConfig) -> dict | None:
-    path = folder / "report.json"
-    if not path.exists():
-        return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-    return payload if payload.get("config") == wanted else None
 
 
 def table_row(name: str, payload: dict) -> list:
@@ -57,7 +52,8 @@ def table_row(name: str, payload: dict) -> list:
     epsilons = [g["epsilon"] for g in payload["privacy"]]
     return [name, payload["final"]["shared_accuracy"], payload["final"]["victim_rate"],
             max(row["victim_rate"] for row in history), "never" if first is None else first,
-            payload["final"]["nearest_ssim"], max(epsilons) if epsilons else "none",
+            payload["final"]["nearest_ssim"], payload["final"].get("generator_restarts", 0),
+            max(epsilons) if epsilons else "none",
             payload["seconds_per_round"]]
 
 
@@ -80,7 +76,8 @@ def main(argv=None) -> list[list]:
     rows, histories = [], {}
     for index, (name, config) in enumerate(defences(args).items()):
         folder = out / f"run_{index}"
-        payload = _previous(folder, config) if args.resume else None
+        payload = (report.matching_report(folder, config, lambda p: table_row(name, p))
+                   if args.resume else None)
         if payload is None:
             payload = job.run_gan_job(config, folder, overwrite=True, progress=not args.quiet)
         rows.append(table_row(name, payload))
@@ -100,4 +97,4 @@ def main(argv=None) -> list[list]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_error(main))

@@ -18,11 +18,11 @@ holds the same resolved configuration.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import sys
 from pathlib import Path
 
 from jaxreform import plots, report
+from jaxreform.cli import exit_on_error
 from jaxreform.attacks import membership_job
 from jaxreform.data.cifar10 import CLASS_NAMES
 
@@ -32,13 +32,6 @@ COLUMNS = ["N", "defence", "train accuracy", "test accuracy", "gap", "Shokri pre
            "threshold advantage", "LiRA AUC", "LiRA TPR at 1% FPR", "seconds"]
 
 
-def _previous(folder: Path, config) -> dict | None:
-    path = folder / "report.json"
-    if not path.exists():
-        return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-    return payload if payload.get("config") == wanted else None
 
 
 def table_row(size: int, defence: str, payload: dict) -> list:
@@ -78,7 +71,8 @@ def main(argv=None) -> list[list]:
                 epochs=args.epochs, features=tuple(int(f) for f in args.features.split(",")),
                 reformer=defence, autoencoder_epochs=args.autoencoder_epochs, seed=args.seed)
             folder = out / f"n{size}_{defence}"
-            payload = _previous(folder, config) if args.resume else None
+            payload = (report.matching_report(
+                folder, config, lambda p: table_row(size, defence, p)) if args.resume else None)
             if payload is None:
                 payload = membership_job.run_membership_job(config, folder, overwrite=True)
             payloads[size, defence] = payload
@@ -107,4 +101,4 @@ def main(argv=None) -> list[list]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_error(main))

@@ -9,6 +9,7 @@ previous report (or nothing) intact, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ctypes
 import importlib.metadata
 import json
@@ -193,3 +194,35 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def matching_report(out_dir: str | os.PathLike, config, summarize=None) -> dict | None:
+    """The report in ``out_dir`` if it was made with exactly ``config``, else None.
+
+    For resumable experiment drivers: a run whose folder already holds a report of the same
+    resolved configuration (a dataclass, compared as its JSON form) need not run again.
+
+    Args:
+        out_dir: A report folder.
+        config: The dataclass the run would be made with.
+        summarize: Optional ``payload -> anything`` the caller will apply to the report; a
+            report it cannot summarise (missing or malformed fields) counts as absent.
+
+    Returns:
+        The parsed ``report.json``, or None when it is missing, unreadable, not a JSON object,
+        made with another configuration, or fails ``summarize``.
+    """
+    path = Path(out_dir) / REPORT_JSON
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, a folder, truncated, bad UTF-8 or bad JSON
+        return None
+    wanted = json.loads(json.dumps(_json_ready(dataclasses.asdict(config))))
+    if not isinstance(payload, dict) or payload.get("config") != wanted:
+        return None
+    if summarize is not None:
+        try:
+            summarize(payload)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return None
+    return payload

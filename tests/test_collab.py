@@ -12,7 +12,7 @@ import pytest
 from jaxreform import cli, models, train
 from jaxreform.collab import dssgd, gan, job
 from jaxreform.dp import accounting
-from jaxreform.errors import ConfigError
+from jaxreform.errors import ConfigError, TrainingDivergedError
 
 SPLIT = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
 
@@ -20,6 +20,7 @@ SPLIT = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
 @pytest.mark.parametrize("class_sets, adversary, victim, message", [
     (((0, 1),), None, None, "at least two participants"),
     (((0, 1), (1, 2)), None, None, "disjoint"),
+    (((0, 0), (1, 2)), None, None, "lists a class twice"),
     (((0, 1), ()), None, None, "holds no class"),
     (((0, 1), (2, 10)), None, None, "outside"),
     ((SPLIT), 2, 3, "adversary must index"),
@@ -102,6 +103,25 @@ def test_generated_rows_only_reach_the_adversarys_update(participants):
     assert all(jax.tree.leaves(same))
     moved = jax.tree.map(jnp.allclose, update(extra, 1.0), update(extra * 0.5, 1.0))
     assert not all(jax.tree.leaves(moved))
+
+
+def test_dp_rounds_with_participants_of_very_different_sizes(embedded_mnist):
+    """Poisson batches of the large participant may exceed the small one's data; padding is
+    bounded by the largest participant, and every drawn size fits."""
+    unequal = dssgd.split_by_class(embedded_mnist.train_inputs, embedded_mnist.train_labels,
+                                   ((3,), (0, 1, 2, 4, 5, 6, 7, 8, 9)))
+    counts = np.asarray(unequal.counts)
+    assert counts[1] > 5 * counts[0]
+    config = dssgd.CollabConfig(rounds=20, local_steps=20, batch_size=int(counts[0]) - 20,
+                                dp_epsilon=4.0, dp_delta=1e-4)
+    plan = dssgd.plan_local_steps(config, unequal.counts)
+    assert config.batch_size < plan.padded_batch <= counts.max()
+    sizes = dssgd.poisson_sizes(jax.random.key(0), unequal.counts, plan, 200)
+    assert int(sizes.max()) <= plan.padded_batch
+    module, shared, sizes, extra, extra_labels = _round_inputs(unequal, config, plan)
+    new, losses = dssgd.make_round(module.apply, config, plan, strategy="vmap")(
+        shared, jax.random.key(3), unequal, sizes, extra, extra_labels, jnp.asarray([0.0, 1.0]))
+    assert np.all(np.isfinite(np.asarray(losses)))
 
 
 def test_dp_plan_meets_the_target_epsilon_for_every_participant(participants):
@@ -191,6 +211,22 @@ def test_gan_job_writes_a_complete_report(shared_data_dir, tmp_path, reformer):
     assert calibration["adversary's own digits"]["victim_rate"] < 0.1
     assert 0.0 <= on_disk["final"]["shared_accuracy"] <= 1.0
     assert "Calibration" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_gan_job_stops_on_diverged_local_training(tmp_path, no_data_env):
+    config = job.GanJobConfig(
+        max_per_participant=200, judge_epochs=1, attack=gan.GanAttackConfig(generator_steps=2),
+        collab=dssgd.CollabConfig(rounds=2, local_steps=3, learning_rate=1e6))
+    with pytest.raises(TrainingDivergedError, match="lower --learning-rate"):
+        job.run_gan_job(config, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_gan_job_refuses_a_too_small_participant_before_training(tmp_path, no_data_env):
+    config = job.GanJobConfig(class_sets=((0, 1), (5, 6)), attack=gan.GanAttackConfig(
+        victim_class=1, adversary=1), max_per_participant=3)
+    with pytest.raises(ConfigError, match="participant 0 holds 3 examples, fewer than"):
+        job.run_gan_job(config, tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -96,3 +96,24 @@ def test_replacement_is_one_exchange_where_the_system_has_it(tmp_path):
     if not report._exchange_atomically(tmp_path / "a", tmp_path / "b"):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; the fallback is used")
     assert (tmp_path / "b" / "from-a").exists() and not (tmp_path / "a" / "from-a").exists()
+
+
+def test_matching_report_reuses_only_an_intact_report_of_the_same_config(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        epochs: int = 3
+        sizes: tuple = (16, 32)
+
+    folder = tmp_path / "run"
+    with report.report_folder(folder, overwrite=False) as staging:
+        report.write_json(staging / report.REPORT_JSON,
+                          {"config": dataclasses.asdict(Settings()), "results": {"a": 1.0}})
+    assert report.matching_report(folder, Settings())["results"] == {"a": 1.0}
+    assert report.matching_report(folder, Settings(epochs=4)) is None
+    assert report.matching_report(folder, Settings(), lambda p: p["results"]["missing"]) is None
+    assert report.matching_report(tmp_path / "absent", Settings()) is None
+    for damaged in ("", "{\"config\": ", "[]", "\xff"):
+        (folder / report.REPORT_JSON).write_text(damaged, encoding="latin-1")
+        assert report.matching_report(folder, Settings()) is None

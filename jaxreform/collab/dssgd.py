@@ -114,6 +114,8 @@ def check_class_sets(class_sets, num_classes: int, *, adversary: int | None = No
     for index, classes in enumerate(sets):
         if not classes:
             raise ConfigError(f"participant {index} holds no class.")
+        if len(set(classes)) < len(classes):
+            raise ConfigError(f"participant {index} lists a class twice: {list(classes)}.")
         for c in classes:
             if not 0 <= c < num_classes:
                 raise ConfigError(f"participant {index} holds class {c}, outside "
@@ -191,9 +193,13 @@ def plan_local_steps(config: CollabConfig, counts) -> LocalPlan:
     ``config.dp_epsilon`` over all rounds (the participant with the fewest records, whose
     sampling rate is highest, sets σ)."""
     counts = [int(c) for c in np.asarray(counts)]
-    if min(counts) < config.batch_size:
-        raise ConfigError(f"a participant holds {min(counts)} examples, fewer than the local "
-                          f"batch size {config.batch_size}.")
+    if not counts:
+        raise ConfigError("no participants.")
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < config.batch_size:
+        raise ConfigError(f"participant {smallest} holds {counts[smallest]} examples, fewer than "
+                          f"the local batch size {config.batch_size}; lower the batch size or "
+                          "give it more data.")
     rates = tuple(config.batch_size / c for c in counts)
     if config.dp_epsilon is None:
         return LocalPlan(config.batch_size, 0.0, rates)
@@ -206,7 +212,9 @@ def plan_local_steps(config: CollabConfig, counts) -> LocalPlan:
     # 1e-9 per step, and :func:`poisson_sizes` raises rather than truncate it, since a
     # truncated batch would no longer be the sampled one the accountant assumes.
     padded = int(math.ceil((config.batch_size + 6 * math.sqrt(config.batch_size) + 8) / 8) * 8)
-    return LocalPlan(min(padded, min(counts)), sigma, rates)
+    # Padding may exceed a small participant's count: its Poisson size never does, and
+    # :func:`draw_rows` puts real rows first, so only masked rows repeat.
+    return LocalPlan(min(padded, max(counts)), sigma, rates)
 
 
 def dp_guarantees(config: CollabConfig, plan: LocalPlan) -> list[accounting.Guarantee]:

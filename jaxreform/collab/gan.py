@@ -119,6 +119,9 @@ class GanAttackConfig:
         latent_size: Dimension of z.
         fake_per_step: Generated samples added to each of the adversary's local steps, labelled
             with the fake class.
+        restart: Start the generator afresh when, after a round's training, D gives its
+            samples a victim-class probability below a uniform guess over D's outputs (the
+            generator has collapsed, typically to saturated pixels with no gradient).
     """
 
     victim_class: int = 3
@@ -128,6 +131,7 @@ class GanAttackConfig:
     generator_learning_rate: float = 1e-3
     latent_size: int = 100
     fake_per_step: int = 32
+    restart: bool = True
 
     def __post_init__(self):
         _validate.check_integers(victim_class=self.victim_class, adversary=self.adversary,
@@ -198,7 +202,13 @@ def attack_success(samples: jax.Array, judge_apply: Callable, judge_params, vict
         (mean judge probability of it), ``nearest_mse`` (mean over samples of the MSE to the
         closest victim image) and ``nearest_ssim`` (mean SSIM to that same image).
     """
+    if samples.shape[1:] != victim_images.shape[1:] or not len(samples) or not len(victim_images):
+        raise ConfigError(f"samples {samples.shape} and victim images {victim_images.shape} "
+                          "must be non-empty with the same image shape.")
     probabilities = jax.nn.softmax(judge_apply(judge_params, samples))
+    if not 0 <= victim_class < probabilities.shape[1]:
+        raise ConfigError(f"victim class {victim_class} is outside the judge's "
+                          f"{probabilities.shape[1]} classes.")
     flat_samples = samples.reshape(samples.shape[0], -1)
     flat_victims = victim_images.reshape(victim_images.shape[0], -1)
     distances = (jnp.sum(flat_samples**2, 1)[:, None] - 2 * flat_samples @ flat_victims.T

@@ -52,6 +52,9 @@ REFORMERS = ("none", "autoencoder")
 SHARED_MODELS = ("mlp", "cnn")
 EVAL_SAMPLES = 64
 CALIBRATION = 500
+# A mean cross-entropy this high (probability e^-50 on the true class) only comes from
+# diverged training.
+DIVERGED_LOSS = 50.0
 MAX_VICTIM_REFERENCES = 2000
 
 
@@ -187,6 +190,17 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     class_sets = dssgd.check_class_sets(config.class_sets, num_classes,
                                         adversary=attack.adversary,
                                         victim_class=attack.victim_class)
+    # Everything that can be refused is checked before the judge is trained (minutes).
+    rows = dssgd.participant_rows(dataset.train_labels, class_sets,
+                                  max_per_participant=config.max_per_participant)
+    victim_holder = next(i for i, classes in enumerate(class_sets)
+                         if attack.victim_class in classes)
+    victim_rows = rows[victim_holder][dataset.train_labels[rows[victim_holder]]
+                                      == attack.victim_class]
+    if victim_rows.size == 0:
+        raise ConfigError(f"participant {victim_holder} holds no training example of victim "
+                          f"class {attack.victim_class}; the attack has nothing to recover.")
+    plan = dssgd.plan_local_steps(collab, [len(r) for r in rows])
 
     # A convolutional judge: generated samples are optimised against a dense shared model,
     # and adversarial patterns transfer most readily to a judge of the same family.
@@ -197,15 +211,12 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     judge_accuracy = train.accuracy(judge.apply, judge_params, *heldout)
     judge_seconds = time.perf_counter() - judge_start
 
-    adversary_rows = dssgd.participant_rows(
-        dataset.train_labels, class_sets,
-        max_per_participant=config.max_per_participant)[attack.adversary]
     defence = _Defence(config, jax.random.fold_in(key, 2), public[0],
-                       jnp.asarray(dataset.train_inputs[adversary_rows]), progress)
+                       jnp.asarray(dataset.train_inputs[rows[attack.adversary]]), progress)
     train_inputs = np.asarray(defence.encode(jnp.asarray(dataset.train_inputs)))
     participants = dssgd.split_by_class(train_inputs, dataset.train_labels, class_sets,
                                         max_per_participant=config.max_per_participant)
-    victim_rows = np.flatnonzero(dataset.train_labels == attack.victim_class)
+    # The references are the victim's own images of the class (what the attack could leak).
     victim_images = jnp.asarray(dataset.train_inputs[victim_rows[:MAX_VICTIM_REFERENCES]])
     heldout_model_inputs = defence.encode(heldout[0])
 
@@ -213,7 +224,6 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     module = _shared_module(config, num_classes + 1)
     shared = module.init(jax.random.fold_in(key, 3), participants.inputs[0, :1])
     strategy = parallel.choose_strategy(shared)
-    plan = dssgd.plan_local_steps(collab, participants.counts)
     round_fn = dssgd.make_round(module.apply, collab, plan, strategy=strategy)
 
     generator = gan.generator_for(participants.inputs.shape[2:])
@@ -248,12 +258,22 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     history.append(row)
     grids[0] = np.asarray(images)
     round_seconds = []
+    restarts, restart_level = 0, float(np.log(num_classes + 1))
     bar = tqdm(range(1, collab.rounds + 1), desc="GAN attack rounds", disable=not progress)
     for round_index in bar:
         round_key = jax.random.fold_in(key, 100 + round_index)
         tick = time.perf_counter()
         gen_params, gen_state, gen_losses = train_generator(
             gen_params, gen_state, shared, jax.random.fold_in(round_key, 0))
+        if attack.restart and float(gen_losses[-1]) > restart_level:
+            # A generator that D rates below a uniform guess has usually saturated (e.g. all
+            # pixels black, zero gradients); a real adversary would start it afresh.
+            restarts += 1
+            gen_params = generator.init(jax.random.fold_in(round_key, 4),
+                                        jnp.zeros((1, attack.latent_size)))
+            gen_params, gen_state, gen_losses = train_generator(
+                gen_params, attack.optimizer().init(gen_params), shared,
+                jax.random.fold_in(round_key, 5))
         fakes = gan.sample(generator, gen_params, jax.random.fold_in(round_key, 1),
                            collab.local_steps * attack.fake_per_step, attack.latent_size)
         fakes = fakes.reshape(collab.local_steps, attack.fake_per_step, *fakes.shape[1:])
@@ -263,14 +283,18 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
                                   sizes, fakes, fake_labels, extra_weights)
         losses = np.asarray(losses)
         round_seconds.append(time.perf_counter() - tick)
-        if not (np.all(np.isfinite(losses)) and np.all(np.isfinite(np.asarray(gen_losses)))):
+        if not (np.all(np.isfinite(losses)) and np.all(np.isfinite(np.asarray(gen_losses)))
+                and np.all(losses < DIVERGED_LOSS)):
             raise TrainingDivergedError(
-                f"round {round_index}: a local or generator loss is not finite (local "
-                f"{losses.tolist()}); lower collab learning_rate or generator_learning_rate.")
+                f"round {round_index}: local training diverged (mean local cross-entropy per "
+                f"participant {losses.tolist()}; above {DIVERGED_LOSS:g} nats or not finite); "
+                "lower --learning-rate (CollabConfig.learning_rate), or for a non-finite "
+                "generator loss GanAttackConfig.generator_learning_rate.")
         if round_index % config.eval_every == 0 or round_index == collab.rounds:
             row, images = measure(round_index, gen_params, shared)
             row["local_losses"] = losses.tolist()
             row["generator_loss"] = float(np.asarray(gen_losses)[-1])
+            row["generator_restarts"] = restarts
             history.append(row)
             bar.set_postfix(victim_rate=row["victim_rate"], accuracy=row["shared_accuracy"])
             if round_index in grid_rounds:

@@ -30,6 +30,8 @@ ACCOUNTANTS = ("rdp", "pld")
 # Largest noise multiplier the calibration searches; a target ε that needs more is refused
 # (training with σ > 1000 learns nothing useful in any practical number of steps).
 MAX_NOISE_MULTIPLIER = 1000.0
+# Smallest one; an ε met even at σ = 0.01 is refused as meaningless.
+MIN_NOISE_MULTIPLIER = 1e-2
 
 
 def check_delta(delta: float, num_examples: int | None = None) -> None:
@@ -122,13 +124,19 @@ def dpsgd_noise_multiplier(target_epsilon: float, sampling_rate: float, steps: i
 
     # RDP bounds ε from above, so its σ is an upper end for the tighter PLD search. The lower
     # end stays well above 0: the PLD of a tiny σ needs a huge discretisation grid.
-    sigma = calibrate("rdp", 1e-2, MAX_NOISE_MULTIPLIER)
+    if event_epsilon(whole_run(MIN_NOISE_MULTIPLIER), delta, "rdp") <= target_epsilon:
+        raise ConfigError(
+            f"epsilon={target_epsilon} is met even with noise multiplier "
+            f"{MIN_NOISE_MULTIPLIER:g} (sampling rate {sampling_rate}, {steps} steps): a "
+            "guarantee this weak is no guarantee; choose a smaller epsilon.")
+    sigma = calibrate("rdp", MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER)
     if accountant == "pld":
         lower = max(0.25, 0.5 * sigma)
         if event_epsilon(whole_run(lower), delta, "pld") <= target_epsilon:
             raise ConfigError(
                 f"epsilon={target_epsilon} needs a noise multiplier below {lower:.3g}, outside "
-                "what the PLD accountant is calibrated for here; use accountant='rdp'.")
+                "what the PLD accountant is calibrated for here; choose a smaller epsilon or "
+                "use the RDP accountant (accountant='rdp', --accountant rdp where offered).")
         sigma = calibrate("pld", lower, sigma)
     return float(sigma)
 
