@@ -55,7 +55,7 @@ def main(argv=None) -> list[list]:
     parser.add_argument("--shadows", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--features", default="8,16", help="filters of the two convolutions")
-    parser.add_argument("--autoencoder-epochs", type=int, default=5)
+    parser.add_argument("--autoencoder-steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
@@ -69,7 +69,7 @@ def main(argv=None) -> list[list]:
             config = membership_job.MembershipJobConfig(
                 data_dir=args.data_dir, train_size=size, shadows=args.shadows,
                 epochs=args.epochs, features=tuple(int(f) for f in args.features.split(",")),
-                reformer=defence, autoencoder_epochs=args.autoencoder_epochs, seed=args.seed)
+                reformer=defence, autoencoder_steps=args.autoencoder_steps, seed=args.seed)
             folder = out / f"n{size}_{defence}"
             payload = (report.matching_report(
                 folder, config, lambda p: table_row(size, defence, p)) if args.resume else None)

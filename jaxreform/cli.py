@@ -297,7 +297,8 @@ def _add_attack_parser(verbs) -> None:
     membership.add_argument("--reformer", default="none",
                             help="none, or autoencoder: the target trains on the codes of a "
                                  "conv autoencoder fitted on its members")
-    membership.add_argument("--autoencoder-epochs", type=_positive_int, default=5)
+    membership.add_argument("--autoencoder-steps", type=_positive_int, default=400,
+                            help="training steps of the defence's autoencoder")
     membership.add_argument("--train-size", type=_positive_int, default=2500,
                             help="N: the target's members (as many non-members)")
     membership.add_argument("--shadows", type=_positive_int, default=16,
@@ -426,7 +427,7 @@ def _attack_membership(args) -> int:
         shadows=args.shadows, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, features=args.features, flip=args.flip,
         shokri_disjoint=args.shokri_disjoint, reformer=args.reformer,
-        autoencoder_epochs=args.autoencoder_epochs, seed=args.seed)
+        autoencoder_steps=args.autoencoder_steps, seed=args.seed)
     payload = membership_job.run_membership_job(config, args.out, overwrite=args.overwrite)
     for name, metrics in payload["attacks"].items():
         print(f"{name}: AUC {metrics['auc']:.3f}, TPR at 1% FPR {metrics['tpr_at_1%_fpr']:.3f}")

@@ -8,7 +8,6 @@ Try it on CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -18,26 +17,30 @@ DATA_AXIS = "data"
 STRATEGIES = ("auto", "vmap", "loop")
 
 
-def choose_strategy(params, *, backend: str | None = None) -> str:
-    """How to train or run many models of one architecture at once.
+def choose_strategy(params=None, *, backend: str | None = None) -> str:
+    """How to train or run many models of one architecture at once: ``"vmap"`` over
+    parameters stacked on a leading axis, or ``"loop"``, a Python loop over one jitted model.
 
-    ``vmap`` over parameters stacked on a leading axis turns each convolution into a grouped
-    convolution, which XLA:CPU runs far slower than the same convolutions one model at a time
-    (measured in ``benchmarks/bench_shadows.py``: 16 of Shokri et al.'s CIFAR-10 CNNs 7x
-    slower than a loop of one jitted step); dense layers become batched matmuls and gain.
+    The rule is measured, not assumed. On the 2-core CPU this library is developed on
+    (jax 0.10) the loop was never beaten by more than a few percent and often won:
+    ``benchmarks/bench_shadows.py``, 16 MLPs 0.87-1.04x and 16 CIFAR CNNs 0.42x (vmap turns
+    XLA convolutions into grouped convolutions); ``benchmarks/bench_training.py``, 8 models
+    0.65x (softmax) and 0.87x (MLP); ``benchmarks/bench_collab.py``, one DSSGD round 1.0x (2
+    MLP participants), 0.79x (8 MLPs), 0.93-0.95x (small CNNs, patch convolutions). So CPU
+    gets the loop for every family. On GPU and TPU, where one stacked program fills the device
+    and grouped convolutions are fast, vmap is used (not yet measured here: no accelerator).
 
     Args:
-        params: One model's parameter pytree (or a stacked one: only leaf ranks are read,
-            and a stacked dense model's 3-axis kernels still count as dense).
+        params: One model's parameter pytree (unused by the current rule; kept so that a
+            per-family rule can return without changing callers).
         backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; None: ``jax.default_backend()``.
 
     Returns:
-        ``"loop"`` (a Python loop over one jitted model) for a convolutional model on CPU,
-        else ``"vmap"``.
+        ``"loop"`` on CPU, else ``"vmap"``.
     """
+    del params
     backend = backend or jax.default_backend()
-    convolutional = any(jnp.ndim(leaf) >= 4 for leaf in jax.tree.leaves(params))
-    return "loop" if convolutional and backend == "cpu" else "vmap"
+    return "loop" if backend == "cpu" else "vmap"
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:

@@ -287,7 +287,7 @@ def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir),
                      "--train-size", "50", "--shadows", "2", "--epochs", "2", "--batch-size", "25",
                      "--features", "4,8", "--method", "threshold", "--reformer", "autoencoder",
-                     "--autoencoder-epochs", "1", "--out", str(defended)]) == 0
+                     "--autoencoder-steps", "2", "--out", str(defended)]) == 0
     payload = json.loads((defended / "report.json").read_text())
     assert payload["defence"]["reformer"] == "autoencoder"
     assert payload["defence"]["member_distances"]["l2"]["mean"] > 0.0

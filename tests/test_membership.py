@@ -137,7 +137,7 @@ def test_vmap_and_loop_train_the_same_models(cifar, family):
              else MLP(10, hidden_sizes=(16,)))
     key = jax.random.key(1)
     params = mia.init_stacked(key, model, jnp.zeros((1, 32, 32, 3)), 2)
-    assert mia.choose_strategy(params, backend="cpu") == ("loop" if family == "cnn" else "vmap")
+    assert mia.choose_strategy(params, backend="cpu") == "loop"  # measured: see its docstring
     assert mia.choose_strategy(params, backend="gpu") == "vmap"
     index = np.stack([np.arange(32), np.arange(16, 48)])
     config = TrainConfig(epochs=2, batch_size=16, learning_rate=1e-2)

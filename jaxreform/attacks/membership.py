@@ -12,16 +12,13 @@ together by one of two strategies over the same jitted single-model epoch
 ``loop``   a Python loop over the models, each calling the same ``jit(epoch)`` (compiled once).
 =========  =====================================================================================
 
-:func:`choose_strategy` picks ``loop`` for convolutional models on CPU and ``vmap`` otherwise.
-The rule comes from measurements on a 2-core CPU with jax 0.10 (benchmarks/bench_shadows.py):
-for 16 small CIFAR CNNs ``vmap`` ran about 7x *slower* than the loop, because XLA:CPU turns a
-vmapped convolution into a grouped convolution, while for 16 MLPs ``vmap`` ran about 1.9x
-faster than the loop. On GPU and TPU, where grouped convolutions are fast, ``vmap`` is used
-for every family. A model counts as convolutional when a parameter leaf has 4 or more axes.
-The dense gain depends on the model's size: for 16 CIFAR-10 MLPs (3,072 inputs, 256 hidden
-units, 512 images each) vmap ran 0.87x the loop's speed at batch 32 and 1.04x at batch 128
-(shared 2-core CPU), so on CPU the rule is "never much slower", not "always faster", for
-large dense models. Pass ``strategy=`` explicitly to override it.
+:func:`choose_strategy` (:func:`jaxreform.parallel.choose_strategy`) picks ``loop`` on CPU and
+``vmap`` on GPU and TPU, from measurements on a 2-core CPU with jax 0.10: for 16 of the paper's
+CIFAR CNNs with XLA convolutions vmap ran 0.42x the loop (XLA:CPU turns a vmapped convolution
+into a grouped convolution), and for 16 CIFAR-10 MLPs (3,072 inputs, 256 hidden units, 512
+images each) 0.87x at batch 32 and 1.04x at batch 128 (``benchmarks/bench_shadows.py``); the
+1.9x for dense models reported elsewhere did not reproduce here. Pass ``strategy=`` explicitly
+to override it.
 
 **Shokri et al.** Shadow models are trained on their own "in" data; their sorted prediction
 vectors on "in" and "out" data train one attack model per class

@@ -19,8 +19,8 @@ Simplifications, stated so the numbers can be read right:
 Data are held as ``[N, n_max, ...]`` arrays padded per participant with a ``[N]`` count of real
 rows; every local step draws a uniformly random subset of a participant's own rows. All
 participants step together by the many-model strategy of
-:func:`jaxreform.parallel.choose_strategy` (``vmap`` over stacked copies for dense models;
-on CPU a loop over one jitted participant for convolutional ones).
+:func:`jaxreform.parallel.choose_strategy` (a loop over one jitted participant on CPU, where
+it measured as fast or faster; ``vmap`` over stacked copies on accelerators).
 """
 
 from __future__ import annotations
