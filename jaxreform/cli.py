@@ -349,12 +349,14 @@ def _add_gan_parser(attacks) -> None:
                     "copy of the shared model to produce the victim's class. Writes the judge's "
                     "victim-class rate, SSIM/MSE to the nearest victim image and the shared "
                     "model's accuracy per round, a plot and sample grids.")
-    gan.add_argument("--dataset", default="mnist", help="mnist (AT&T faces: not yet)")
+    gan.add_argument("--dataset", default="mnist",
+                     help="mnist, or att_faces (people are the classes; resized to 64x64)")
     gan.add_argument("--victim-class", type=int, default=3,
                      help="the class the adversary wants samples of")
-    gan.add_argument("--participants", type=_class_sets, default="0,1,2,3,4/5,6,7,8,9",
+    gan.add_argument("--participants", type=_class_sets, default=None,
                      help="each participant's classes: comma-separated, '/' between "
-                          "participants")
+                          "participants (default: the first half of the classes, then the "
+                          "second: 0,1,2,3,4/5,6,7,8,9 on MNIST)")
     gan.add_argument("--adversary", type=int, default=1, help="index of the adversary")
     gan.add_argument("--reformer", default="none",
                      help="defence on every participant's data: none or autoencoder")
@@ -408,7 +410,7 @@ def _attack_gan(args) -> int:
     payload = job.run_gan_job(config, args.out, overwrite=args.overwrite,
                               progress=not args.quiet)
     final = payload["final"]
-    print(f"round {final['round']}: judge assigns {100 * final['victim_rate']:.1f}% of the "
+    print(f"round {final['round']}: the judge assigns {100 * final['victim_rate']:.1f}% of the "
           f"generated samples to class {args.victim_class}; shared-model accuracy "
           f"{final['shared_accuracy']:.4f}")
     print(f"report in {args.out}")

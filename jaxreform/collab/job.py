@@ -1,4 +1,4 @@
-"""The GAN-attack job behind ``jaxreform attack gan`` (MNIST).
+"""The GAN-attack job behind ``jaxreform attack gan`` (MNIST; AT&T faces at 64×64).
 
 Setting (Hitaj et al.'s MNIST case): the training split is divided by class between the
 participants (default: participant 0 holds digits 0-4, participant 1, the adversary, 5-9);
@@ -27,7 +27,12 @@ Defences:
   the victim class, and decodes the generated codes; that is the strongest use an insider
   can make of what it holds, and it is what the judge sees.
 
-Not yet: AT&T faces (the paper's second case); the influence reformer on the victim's data.
+AT&T faces (the paper's second case): people are the classes (default: participant 0 holds
+people 0-19, the adversary 20-39), images are resized to 64×64, and the judge is the MI-FACE
+suite's eigenface evaluator fitted on the 3 test images per person (see :class:`_Judge`). The
+autoencoder defence is MNIST-only (faces leave too few public images to fit an encoder).
+
+Not yet: the influence reformer on the victim's data.
 """
 
 from __future__ import annotations
@@ -45,9 +50,12 @@ from tqdm.auto import tqdm
 from jaxreform import _validate, data, models, parallel, plots, report, train
 from jaxreform.collab import dssgd, gan
 from jaxreform.errors import ConfigError, TrainingDivergedError
+from jaxreform.attacks.mi_face_eval import fit_face_evaluator
 from jaxreform.reformers import autoencoder as ae
 
-DATASETS = ("mnist",)
+DATASETS = ("mnist", "att_faces")
+NUM_CLASSES = {"mnist": 10, "att_faces": 40}
+FACE_SIZE = 64  # AT&T faces are resized to 64×64, as in Hitaj et al.
 REFORMERS = ("none", "autoencoder")
 SHARED_MODELS = ("mlp", "cnn")
 EVAL_SAMPLES = 64
@@ -64,8 +72,9 @@ class GanJobConfig:
 
     Attributes:
         data_dir: Folder holding the dataset (None: ``$JAXREFORM_DATA_DIR``).
-        dataset: ``"mnist"``.
-        class_sets: The classes of each participant (disjoint).
+        dataset: ``"mnist"`` or ``"att_faces"`` (resized to 64×64; classes are people).
+        class_sets: The classes of each participant (disjoint); None: the first half of the
+            classes for participant 0, the second half for participant 1.
         attack: The adversary (who it is, the victim class, the generator's settings).
         collab: Rounds, local steps, θ_u and optional DP of the collaboration.
         shared_model: ``"mlp"`` (one hidden layer of ``hidden`` units) or ``"cnn"``.
@@ -83,7 +92,7 @@ class GanJobConfig:
 
     data_dir: str | None = None
     dataset: str = "mnist"
-    class_sets: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
+    class_sets: tuple[tuple[int, ...], ...] | None = None
     attack: gan.GanAttackConfig = gan.GanAttackConfig()
     collab: dssgd.CollabConfig = dssgd.CollabConfig()
     shared_model: str = "mlp"
@@ -111,8 +120,20 @@ class GanJobConfig:
         if self.max_per_participant is not None:
             _validate.check_integers(max_per_participant=self.max_per_participant)
             _validate.check_positive(max_per_participant=self.max_per_participant)
-        dssgd.check_class_sets(self.class_sets, 10, adversary=self.attack.adversary,
+        if self.dataset == "att_faces" and self.reformer != "none":
+            raise ConfigError("the autoencoder defence needs public images to fit the encoder; "
+                              "AT&T faces have too few (use --dataset mnist).")
+        dssgd.check_class_sets(self.participant_classes, NUM_CLASSES[self.dataset],
+                               adversary=self.attack.adversary,
                                victim_class=self.attack.victim_class)
+
+    @property
+    def participant_classes(self) -> tuple[tuple[int, ...], ...]:
+        """``class_sets``, or the default halves of the dataset's classes."""
+        if self.class_sets is not None:
+            return self.class_sets
+        half = NUM_CLASSES[self.dataset] // 2
+        return (tuple(range(half)), tuple(range(half, 2 * half)))
 
 
 def _fit_classifier(key, module, inputs, labels, epochs: int, progress: bool, description: str):
@@ -177,17 +198,11 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     start_time = time.perf_counter()
     key = jax.random.key(config.seed)
     dataset = data.LOADERS[config.dataset](config.data_dir)
+    if config.dataset == "att_faces":
+        dataset = _resized(dataset, FACE_SIZE)
     num_classes = dataset.num_classes
-    public_size = config.public_size or len(dataset.test_labels) // 2
-    if public_size >= len(dataset.test_labels):
-        raise ConfigError(f"public_size={public_size} leaves no held-out test image "
-                          f"(the test split has {len(dataset.test_labels)}).")
-    public = (jnp.asarray(dataset.test_inputs[:public_size]),
-              jnp.asarray(dataset.test_labels[:public_size]))
-    heldout = (jnp.asarray(dataset.test_inputs[public_size:]),
-               jnp.asarray(dataset.test_labels[public_size:]))
     attack, collab = config.attack, config.collab
-    class_sets = dssgd.check_class_sets(config.class_sets, num_classes,
+    class_sets = dssgd.check_class_sets(config.participant_classes, num_classes,
                                         adversary=attack.adversary,
                                         victim_class=attack.victim_class)
     # Everything that can be refused is checked before the judge is trained (minutes).
@@ -202,14 +217,10 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
                           f"class {attack.victim_class}; the attack has nothing to recover.")
     plan = dssgd.plan_local_steps(collab, [len(r) for r in rows])
 
-    # A convolutional judge: generated samples are optimised against a dense shared model,
-    # and adversarial patterns transfer most readily to a judge of the same family.
-    judge = models.SmallCNN(num_classes=num_classes)
     judge_start = time.perf_counter()
-    judge_params = _fit_classifier(jax.random.fold_in(key, 1), judge, *public,
-                                   config.judge_epochs, progress, "judge")
-    judge_accuracy = train.accuracy(judge.apply, judge_params, *heldout)
+    judge = _Judge(config, dataset, key, progress)
     judge_seconds = time.perf_counter() - judge_start
+    public, heldout = judge.public, judge.heldout
 
     defence = _Defence(config, jax.random.fold_in(key, 2), public[0],
                        jnp.asarray(dataset.train_inputs[rows[attack.adversary]]), progress)
@@ -248,7 +259,7 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
         row = {"round": round_index, "shared_accuracy": float(shared_accuracy(shared_params)),
                "shared_victim_confidence": float(
                    shared_probability[:, attack.victim_class].mean()),
-               **gan.attack_success(images, judge.apply, judge_params, attack.victim_class,
+               **gan.attack_success(images, judge.apply, judge.params, attack.victim_class,
                                     victim_images)}
         return row, images
 
@@ -300,8 +311,8 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
             if round_index in grid_rounds:
                 grids[round_index] = np.asarray(images)
 
-    calibration = _calibration(judge, judge_params, heldout, dataset, class_sets, attack,
-                               victim_images, jax.random.fold_in(key, 6))
+    calibration = judge.calibration(dataset, class_sets, attack, victim_images,
+                                    jax.random.fold_in(key, 6))
     files = ["report.json", "report.md", "attack.png"]
     for round_index, images in grids.items():
         name = f"samples_round_{round_index}.png"
@@ -316,12 +327,14 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "config": dataclasses.asdict(config), "data": {
             "name": dataset.name, "source": dataset.source,
+            "class_sets": [list(classes) for classes in class_sets],
             "participant_examples": np.asarray(participants.counts).tolist(),
-            "public": public_size, "heldout": int(len(heldout[1]))},
+            "public": int(len(public[1])), "heldout": int(len(heldout[1]))},
         "versions": report.package_versions(),
         "defence": defence.info,
         "privacy": [g.as_dict() for g in dssgd.dp_guarantees(collab, plan)],
-        "judge_accuracy": judge_accuracy, "judge_seconds": judge_seconds,
+        "judge": judge.description, "judge_accuracy": judge.accuracy,
+        "judge_seconds": judge_seconds,
         "calibration": calibration,
         "strategy": strategy, "seconds_per_round": float(np.median(round_seconds)),
         "seconds": time.perf_counter() - start_time,
@@ -333,21 +346,85 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     return payload
 
 
-def _calibration(judge, judge_params, heldout, dataset, class_sets, attack, victim_images,
-                 key) -> dict:
-    """The judge's scores on references: real held-out victim images (success), uniform
-    noise and the adversary's own digits (failure)."""
-    heldout_x, heldout_y = heldout
-    shape = victim_images.shape[1:]
-    references = {
-        "real victim images (held out)": heldout_x[heldout_y == attack.victim_class][:CALIBRATION],
-        "uniform noise": jax.random.uniform(key, (CALIBRATION, *shape)),
-        "adversary's own digits": heldout_x[np.isin(np.asarray(heldout_y),
-                                                    class_sets[attack.adversary])][:CALIBRATION],
-    }
-    return {name: gan.attack_success(images, judge.apply, judge_params, attack.victim_class,
-                                      victim_images)
-            for name, images in references.items()}
+def _resized(dataset: data.Dataset, size: int) -> data.Dataset:
+    """The dataset with every image resized to ``size × size`` (bilinear)."""
+    def resize(images):
+        shape = (images.shape[0], size, size, images.shape[-1])
+        return np.asarray(jax.image.resize(jnp.asarray(images), shape, "linear"))
+
+    return dataclasses.replace(dataset, train_inputs=resize(dataset.train_inputs),
+                               test_inputs=resize(dataset.test_inputs))
+
+
+class _Judge:
+    """The independent classifier that scores generated samples, and the data splits it
+    implies.
+
+    MNIST: a small CNN trained on the public half of the test split; the other half measures
+    the judge's and the shared model's accuracy; the calibration's real images are held-out
+    test digits. AT&T faces (3 test images per person): the eigenface evaluator of the MI-FACE
+    suite (:func:`~jaxreform.attacks.mi_face_eval.fit_face_evaluator`) fitted on the test
+    split, as logits of negative squared distances to each person's centroid; its accuracy is
+    measured on the training split, which it never saw, and the calibration's real images are
+    the victim's own training images.
+    """
+
+    def __init__(self, config: GanJobConfig, dataset: data.Dataset, key, progress: bool):
+        test = (jnp.asarray(dataset.test_inputs), jnp.asarray(dataset.test_labels))
+        if config.dataset == "att_faces":
+            evaluator = fit_face_evaluator(dataset.test_inputs, dataset.test_labels,
+                                           num_classes=dataset.num_classes,
+                                           num_components=min(40, len(dataset.test_labels) - 1))
+            self.apply, self.params = _eigenface_logits, {
+                "mean": jnp.asarray(evaluator.mean),
+                "components": jnp.asarray(evaluator.components),
+                "centroids": jnp.asarray(evaluator.centroids)}
+            self.public = self.heldout = test
+            self.description = "eigenface nearest-centroid evaluator fitted on the test split"
+            self.accuracy = train.accuracy(self.apply, self.params,
+                                           jnp.asarray(dataset.train_inputs),
+                                           jnp.asarray(dataset.train_labels))
+            self.real = (jnp.asarray(dataset.train_inputs), jnp.asarray(dataset.train_labels))
+            return
+        public_size = config.public_size or len(dataset.test_labels) // 2
+        if public_size >= len(dataset.test_labels):
+            raise ConfigError(f"public_size={public_size} leaves no held-out test image "
+                              f"(the test split has {len(dataset.test_labels)}).")
+        self.public = (test[0][:public_size], test[1][:public_size])
+        self.heldout = (test[0][public_size:], test[1][public_size:])
+        # A convolutional judge: generated samples are optimised against a dense shared
+        # model, and adversarial patterns transfer most readily to a judge of the same family.
+        module = models.SmallCNN(num_classes=dataset.num_classes)
+        self.apply = module.apply
+        self.params = _fit_classifier(jax.random.fold_in(key, 1), module, *self.public,
+                                      config.judge_epochs, progress, "judge")
+        self.description = (f"small CNN trained on the first {public_size} test-split images, "
+                            f"{config.judge_epochs} epochs")
+        self.accuracy = train.accuracy(self.apply, self.params, *self.heldout)
+        self.real = self.heldout
+
+    def calibration(self, dataset, class_sets, attack, victim_images, key) -> dict:
+        """The judge's scores on references: real victim images the judge never saw
+        (success), uniform noise and the adversary's own classes (failure)."""
+        images, labels = self.real
+        labels = np.asarray(labels)
+        shape = victim_images.shape[1:]
+        references = {
+            "real victim images (unseen by the judge)":
+                images[labels == attack.victim_class][:CALIBRATION],
+            "uniform noise": jax.random.uniform(key, (CALIBRATION, *shape)),
+            "adversary's own classes":
+                images[np.isin(labels, class_sets[attack.adversary])][:CALIBRATION],
+        }
+        return {name: gan.attack_success(refs, self.apply, self.params, attack.victim_class,
+                                          victim_images)
+                for name, refs in references.items()}
+
+
+def _eigenface_logits(params, images):
+    flat = images.reshape(images.shape[0], -1) - params["mean"]
+    features = flat @ params["components"]
+    return -jnp.sum((features[:, None, :] - params["centroids"][None]) ** 2, axis=-1)
 
 
 def run_gan_job(config: GanJobConfig, out_dir, *, overwrite: bool = False,
@@ -369,7 +446,8 @@ def render_markdown(payload: dict) -> str:
         "",
         "Participants: " + "; ".join(
             f"{i} holds {', '.join(map(str, classes))} ({count} examples)" for i, (classes, count)
-            in enumerate(zip(config["class_sets"], payload["data"]["participant_examples"])))
+            in enumerate(zip(payload["data"]["class_sets"],
+                             payload["data"]["participant_examples"])))
         + f". The adversary is participant "
         f"{attack['adversary']}. {collab['rounds']} rounds of {collab['local_steps']} local "
         f"steps, θ_u = {collab['upload_fraction']}, shared model {config['shared_model']} "
@@ -379,10 +457,11 @@ def render_markdown(payload: dict) -> str:
         + f". {payload['seconds']:.0f} s in all ({payload['judge_seconds']:.0f} s training the "
         "judge).", "",
         f"**Final round:** the judge assigns {100 * final['victim_rate']:.1f}% of the generated "
-        f"samples to the victim class (chance 10%); shared-model accuracy "
-        f"{final['shared_accuracy']:.4f}. Judge accuracy on held-out digits: "
-        f"{payload['judge_accuracy']:.4f}. The judge is a small CNN trained on the public "
-        "half of the test split, outside the collaboration.", "",
+        f"samples to the victim class (chance {100 / NUM_CLASSES[config['dataset']]:.1f}%); "
+        "shared-model accuracy "
+        f"{final['shared_accuracy']:.4f}. The judge ({payload['judge']}, outside the "
+        f"collaboration) has accuracy {payload['judge_accuracy']:.4f} on images it never saw.",
+        "",
         "## Calibration of the measures", "",
         report.markdown_table(["reference", *SCORES],
                               [[name, *(scores[k] for k in SCORES)]
