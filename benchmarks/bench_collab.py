@@ -31,25 +31,13 @@ the MLP shared model.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
+from bench_shadows import median_seconds
 from jaxreform import data, models, parallel
 from jaxreform.collab import dssgd, gan
-
-
-def median_seconds(fn, repeats: int):
-    """Median wall time of ``fn()`` over ``repeats`` calls after a warm-up; and the output."""
-    out = jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main(argv=None) -> list[list]:

@@ -3,10 +3,11 @@
 For each dataset, one main-job run (``jaxreform.pipeline.run_main_job``, softmax regression;
 a convolutional autoencoder for the images, ``--image-autoencoder dense`` for a dense one, and
 a dense autoencoder for tabular data; images use a BCE reconstruction with a sigmoid code,
-tabular data an MSE one with a linear code) gives: clean and reformed test accuracy and their difference (the
-seed: within 5 points), the mean relative L0 / L2 / L∞ change of the training data (the seed:
-at least 45% on MNIST and CIFAR-10), the loss-threshold membership advantage before and after,
-and the reforming overhead (time to reform / time to train the clean model).
+tabular data an MSE one with a linear code) gives: clean and reformed test accuracy and their
+difference (the seed: within 5 points), the mean relative L0 / L2 / L∞ change of the
+training data (the seed: at least 45% on MNIST and CIFAR-10), the loss-threshold membership
+advantage before and after, and the reforming overhead (time to reform / time to train the
+clean model).
 
     python experiments/autoencoder_all_datasets.py --data-dir ../shared/data --out runs/ae_all
 
@@ -29,7 +30,8 @@ from jaxreform.cli import exit_on_error
 
 DATASETS = ("mnist", "cifar10", "adult", "malware")
 IMAGES = ("mnist", "cifar10")
-COLUMNS = ["dataset", "train / test", "autoencoder", "epochs", "clean accuracy", "reformed accuracy",
+COLUMNS = ["dataset", "train / test", "autoencoder", "epochs", "clean accuracy",
+           "reformed accuracy",
            "difference (points)", "within 5 points", "L0 change", "L2 change", "L∞ change",
            "MIA advantage clean", "MIA advantage reformed", "reform overhead"]
 

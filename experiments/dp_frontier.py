@@ -12,9 +12,6 @@ the released task model (non-private variants at the right edge, marked "no DP")
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
 from pathlib import Path
 
 import matplotlib

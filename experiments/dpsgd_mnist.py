@@ -14,7 +14,6 @@ Writes ``dpsgd_mnist.json`` and ``dpsgd_mnist.md`` (table) in ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

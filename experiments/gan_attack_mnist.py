@@ -54,7 +54,8 @@ def table_row(name: str, payload: dict) -> list:
     epsilons = [g["epsilon"] for g in payload["privacy"]]
     trained = [row["victim_rate"] for row in history if row["round"] > 0]
     return [name, payload["final"]["shared_accuracy"], payload["final"]["victim_rate"],
-            sum(trained) / len(trained), max(row["victim_rate"] for row in history), "never" if first is None else first,
+            sum(trained) / len(trained), max(row["victim_rate"] for row in history),
+            "never" if first is None else first,
             payload["final"]["nearest_ssim"], payload["final"].get("generator_restarts", 0),
             max(epsilons) if epsilons else "none",
             payload["seconds_per_round"]]

@@ -196,7 +196,8 @@ def test_attack_success_separates_real_victim_digits_from_other_digits(embedded_
 def test_gan_job_writes_a_complete_report(shared_data_dir, tmp_path, reformer):
     config = job.GanJobConfig(
         data_dir=str(shared_data_dir), reformer=reformer, max_per_participant=300,
-        eval_every=1, judge_epochs=3, autoencoder_epochs=2, public_size=2000, attack=gan.GanAttackConfig(generator_steps=5),
+        eval_every=1, judge_epochs=3, autoencoder_epochs=2, public_size=2000,
+        attack=gan.GanAttackConfig(generator_steps=5),
         collab=dssgd.CollabConfig(rounds=2, local_steps=3, dp_epsilon=8.0, dp_delta=1e-4))
     payload = job.run_gan_job(config, tmp_path / "out", progress=False)
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())

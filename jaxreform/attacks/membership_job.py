@@ -236,8 +236,8 @@ def _defence_lines(defence: dict) -> list[str]:
     return [f"Defence: the target and the shadows train on the codes of a convolutional "
             f"autoencoder {tuple(defence['hidden_sizes'])} fitted on the target's members only "
             f"({defence['train_config']['epochs']} epochs, {defence['seconds']:.0f} s); final "
-            f"reconstruction loss {defence['reconstruction_loss'][-1]:.4f}; mean relative L2 change of the members "
-            f"{change:.3f}. The attacker holds the deployed encoder.", ""]
+            f"reconstruction loss {defence['reconstruction_loss'][-1]:.4f}; mean relative L2 "
+            f"change of the members {change:.3f}. The attacker holds the deployed encoder.", ""]
 
 
 def render_markdown(payload: dict) -> str:

@@ -11,15 +11,16 @@ Success is measured by a judge, a small CNN trained on the first half of the MNI
 which neither target saw: its rate of naming the inverted digit and its mean confidence in
 it, beside SSIM and MSE to the digit's mean training image. Calibration rows: the class-mean
 images (what an ideal reconstruction would look like to the judge), blank and noise images,
-and one gradient step from x₀ = 0 (a template, not yet a reconstruction). :func:`run_mi_face_digits_job`
-writes ``report.json``, ``report.md`` and ``reconstructions.png`` (mean image, then each
-target's reconstruction, per digit).
+and one gradient step from x₀ = 0 (a template, not yet a reconstruction).
+:func:`run_mi_face_digits_job` writes ``report.json``, ``report.md`` and
+``reconstructions.png`` (mean image, then each target's reconstruction, per digit).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import time
 from pathlib import Path
 
@@ -76,25 +77,27 @@ def _fit(key, module, inputs, labels, epochs):
                      progress=False).params
 
 
+def _identity(images):
+    return images
+
+
 def train_target(key, reformer: str, train_set, test_set, epochs: int):
     """Trains softmax regression on clean or reformed digits; returns (deployed
     ``predict(params, images) -> logits``, params, test accuracy)."""
     module = models.SoftmaxRegression(num_classes=10)
     inputs, labels = train_set
-    transform = lambda images: images  # noqa: E731
+    encode = _identity
     if reformer != "none":
         fitted = make_reformer(reformer, train_config=train.TrainConfig(
             epochs=epochs, batch_size=128)).fit(jax.random.fold_in(key, 2), inputs,
                                                 progress=False)
-        autoencoder, encoder_params = fitted.autoencoder, fitted.encoder_params
         inputs = fitted.reformed_train
-
-        def transform(images):
-            return autoencoder.apply(encoder_params, images, method="encode")
+        encode = functools.partial(fitted.autoencoder.apply, fitted.encoder_params,
+                                   method="encode")
     params = _fit(key, module, inputs, labels, epochs)
 
     def predict(p, images):
-        return module.apply(p, transform(images))
+        return module.apply(p, encode(images))
 
     test_accuracy = train.accuracy(predict, params, *test_set)
     return predict, params, test_accuracy

@@ -11,7 +11,6 @@ image beside each target's reconstruction) into a report folder.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 

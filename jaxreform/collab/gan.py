@@ -14,9 +14,9 @@ sigmoid pixels; each upsampling is a 3×3 convolution at the *low* resolution to
 followed by a depth-to-space shuffle, the sub-pixel convolution of Shi et al. 2016, which spans
 the same functions as a stride-2 transposed convolution; the transposed convolution's kernel
 gradient ran about 200 ms per step of 64 samples on XLA:CPU, nearest-neighbour resizing then a
-convolution at the high resolution about 130 ms), and a two-layer dense network for code vectors (the autoencoder
-defence, whose shared model reads codes). No batch normalisation, so G is a pure function of
-its parameters and noise.
+convolution at the high resolution about 130 ms), and a two-layer dense network for code
+vectors (the autoencoder defence, whose shared model reads codes). No batch normalisation, so
+G is a pure function of its parameters and noise.
 """
 
 from __future__ import annotations

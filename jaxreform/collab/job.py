@@ -110,7 +110,8 @@ class GanJobConfig:
         _validate.check_choice("dataset for the GAN attack", self.dataset, DATASETS)
         _validate.check_choice("reformer for the GAN attack", self.reformer, REFORMERS)
         _validate.check_choice("shared model", self.shared_model, SHARED_MODELS)
-        sizes = dict(hidden=self.hidden, code_size=self.code_size, eval_every=self.eval_every, autoencoder_epochs=self.autoencoder_epochs,
+        sizes = dict(hidden=self.hidden, code_size=self.code_size, eval_every=self.eval_every,
+                     autoencoder_epochs=self.autoencoder_epochs,
                      judge_epochs=self.judge_epochs)
         _validate.check_integers(**sizes)
         _validate.check_positive(**sizes)
