@@ -359,7 +359,10 @@ def _add_gan_parser(attacks) -> None:
                           "second: 0,1,2,3,4/5,6,7,8,9 on MNIST)")
     gan.add_argument("--adversary", type=int, default=1, help="index of the adversary")
     gan.add_argument("--reformer", default="none",
-                     help="defence on every participant's data: none or autoencoder")
+                     help="defence: none, autoencoder (every participant trains on codes) or "
+                          "influence (the victim adds influence-orthogonal noise)")
+    gan.add_argument("--budget", type=_positive_float, default=0.3,
+                     help="influence: relative L2 change of each of the victim's images")
     gan.add_argument("--rounds", type=_positive_int, default=30, help="upload rounds")
     gan.add_argument("--local-steps", type=_positive_int, default=20,
                      help="local SGD steps per participant and round")
@@ -405,7 +408,8 @@ def _attack_gan(args) -> int:
             learning_rate=args.learning_rate, upload_fraction=args.upload_fraction,
             dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta, dp_clip_norm=args.dp_clip_norm),
         shared_model=args.shared_model, reformer=args.reformer,
-        max_per_participant=args.max_per_participant, eval_every=args.eval_every,
+        influence_budget=args.budget, max_per_participant=args.max_per_participant,
+        eval_every=args.eval_every,
         judge_epochs=args.judge_epochs, seed=args.seed)
     payload = job.run_gan_job(config, args.out, overwrite=args.overwrite,
                               progress=not args.quiet)

@@ -192,7 +192,7 @@ def test_attack_success_separates_real_victim_digits_from_other_digits(embedded_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("reformer", ["none", "autoencoder"])
+@pytest.mark.parametrize("reformer", ["none", "autoencoder", "influence"])
 def test_gan_job_writes_a_complete_report(shared_data_dir, tmp_path, reformer):
     config = job.GanJobConfig(
         data_dir=str(shared_data_dir), reformer=reformer, max_per_participant=300,
@@ -208,10 +208,13 @@ def test_gan_job_writes_a_complete_report(shared_data_dir, tmp_path, reformer):
     assert on_disk["data"]["participant_examples"] == [300, 300]
     assert on_disk["privacy"][0]["epsilon"] <= 8.0 * 1.01
     calibration = on_disk["calibration"]
-    assert calibration["real victim images (held out)"]["victim_rate"] > 0.7
-    assert calibration["adversary's own digits"]["victim_rate"] < 0.1
+    assert calibration["real victim images (unseen by the judge)"]["victim_rate"] > 0.7
+    assert calibration["adversary's own classes"]["victim_rate"] < 0.1
     assert 0.0 <= on_disk["final"]["shared_accuracy"] <= 1.0
     assert "Calibration" in (tmp_path / "out" / "report.md").read_text()
+    if reformer == "influence":  # only the victim's images move, by the budget
+        change = on_disk["defence"]["victim_distances"]["l2"]["mean"]
+        assert 0.2 < change <= 0.3 + 1e-3
 
 
 @pytest.mark.slow
@@ -256,7 +259,7 @@ def test_gan_job_refuses_a_too_small_participant_before_training(tmp_path, no_da
     (["--participants", "0,1/x"], "expected classes like"),
     (["--victim-class", "7"], "holds the victim class"),
     (["--participants", "0,1,2/3,4", "--victim-class", "9"], "held by no participant"),
-    (["--reformer", "influence"], "reformer for the GAN attack"),
+    (["--reformer", "dp-autoencoder"], "reformer for the GAN attack"),
 ])
 def test_cli_gan_refuses_bad_settings(tmp_path, capsys, arguments, message):
     argv = ["attack", "gan", "--out", str(tmp_path / "out"), *arguments]

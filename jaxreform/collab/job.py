@@ -26,13 +26,14 @@ Defences:
   fits its *own* decoder (the public encoder frozen) on its own data, which never includes
   the victim class, and decodes the generated codes; that is the strongest use an insider
   can make of what it holds, and it is what the judge sees.
+- ``reformer="influence"``: only the victim reforms its data, adding noise orthogonal to each
+  image's influence direction (the influence reformer, on a softmax model of the victim's own
+  classes) at ``influence_budget``; the input space is unchanged, so nothing else changes.
 
 AT&T faces (the paper's second case): people are the classes (default: participant 0 holds
 people 0-19, the adversary 20-39), images are resized to 64×64, and the judge is the MI-FACE
 suite's eigenface evaluator fitted on the 3 test images per person (see :class:`_Judge`). The
 autoencoder defence is MNIST-only (faces leave too few public images to fit an encoder).
-
-Not yet: the influence reformer on the victim's data.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ from jaxreform import _validate, data, models, parallel, plots, report, train
 from jaxreform.collab import dssgd, gan
 from jaxreform.errors import ConfigError, TrainingDivergedError
 from jaxreform.attacks.mi_face_eval import fit_face_evaluator
+from jaxreform.metrics import summarize_distances
 from jaxreform.reformers import autoencoder as ae
+from jaxreform.reformers import make_reformer
 
 DATASETS = ("mnist", "att_faces")
 NUM_CLASSES = {"mnist": 10, "att_faces": 40}
 FACE_SIZE = 64  # AT&T faces are resized to 64×64, as in Hitaj et al.
-REFORMERS = ("none", "autoencoder")
+REFORMERS = ("none", "autoencoder", "influence")
 SHARED_MODELS = ("mlp", "cnn")
 EVAL_SAMPLES = 64
 CALIBRATION = 500
@@ -79,7 +82,9 @@ class GanJobConfig:
         collab: Rounds, local steps, θ_u and optional DP of the collaboration.
         shared_model: ``"mlp"`` (one hidden layer of ``hidden`` units) or ``"cnn"``.
         hidden: Hidden width of the MLP shared model.
-        reformer: ``"none"`` or ``"autoencoder"`` (see the module docstring).
+        reformer: ``"none"``, ``"autoencoder"`` or ``"influence"`` (see the module
+            docstring).
+        influence_budget: Relative L2 change of each of the victim's images (influence).
         code_size: Code size of the autoencoder defence.
         autoencoder_epochs: Epochs of the defence's autoencoder and of the adversary's decoder.
         judge_epochs: Epochs of the judge.
@@ -98,6 +103,7 @@ class GanJobConfig:
     shared_model: str = "mlp"
     hidden: int = 256
     reformer: str = "none"
+    influence_budget: float = 0.3
     code_size: int = 64
     autoencoder_epochs: int = 10
     judge_epochs: int = 10
@@ -115,6 +121,7 @@ class GanJobConfig:
                      judge_epochs=self.judge_epochs)
         _validate.check_integers(**sizes)
         _validate.check_positive(**sizes)
+        _validate.check_positive(influence_budget=self.influence_budget)
         if self.public_size is not None:
             _validate.check_integers(public_size=self.public_size)
             _validate.check_positive(public_size=self.public_size)
@@ -187,6 +194,21 @@ class _Defence:
         self.info.update(reformer.describe())
 
 
+def _reform_victim(config: GanJobConfig, key, inputs, labels, victim_rows, progress):
+    """The victim's rows replaced by the influence reformer's output (noise orthogonal to
+    each image's influence direction, at ``influence_budget``, clipped to [0, 1]); the other
+    participants' data are left as they are. Returns (inputs, defence info)."""
+    reformer = make_reformer("influence", budget=config.influence_budget, clip=(0.0, 1.0))
+    fitted = reformer.fit(key, inputs[victim_rows], labels[victim_rows], progress=progress)
+    reformed = np.array(inputs, copy=True)
+    reformed[victim_rows] = np.asarray(fitted.reformed_train)
+    info = {"reformer": "influence", "reformed": "the victim's data only",
+            "budget": config.influence_budget,
+            "victim_distances": summarize_distances(inputs[victim_rows],
+                                                    reformed[victim_rows])}
+    return reformed, info
+
+
 def _shared_module(config: GanJobConfig, num_outputs: int):
     if config.shared_model == "cnn":
         return models.SmallCNN(num_classes=num_outputs)
@@ -226,6 +248,10 @@ def run(config: GanJobConfig, out: Path, *, progress: bool = True) -> dict:
     defence = _Defence(config, jax.random.fold_in(key, 2), public[0],
                        jnp.asarray(dataset.train_inputs[rows[attack.adversary]]), progress)
     train_inputs = np.asarray(defence.encode(jnp.asarray(dataset.train_inputs)))
+    if config.reformer == "influence":
+        train_inputs, defence.info = _reform_victim(config, jax.random.fold_in(key, 7),
+                                                    train_inputs, dataset.train_labels,
+                                                    rows[victim_holder], progress)
     participants = dssgd.split_by_class(train_inputs, dataset.train_labels, class_sets,
                                         max_per_participant=config.max_per_participant)
     # The references are the victim's own images of the class (what the attack could leak).
