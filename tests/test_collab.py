@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.pyplot as plt
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,9 +214,13 @@ def test_gan_job_writes_a_complete_report(shared_data_dir, tmp_path, reformer):
     assert calibration["adversary's own classes"]["victim_rate"] < 0.1
     assert 0.0 <= on_disk["final"]["shared_accuracy"] <= 1.0
     assert "Calibration" in (tmp_path / "out" / "report.md").read_text()
-    if reformer == "influence":  # only the victim's images move, by the budget
+    if reformer == "influence":  # only the victim's images move, by the budget, in pixels
         change = on_disk["defence"]["victim_distances"]["l2"]["mean"]
         assert 0.2 < change <= 0.3 + 1e-3
+    grid = plt.imread(tmp_path / "out" / "samples_round_2.png")
+    assert grid.size > 0
+    # Only the autoencoder defence moves the collaboration into code space.
+    assert ("architecture" in on_disk["defence"]) == (reformer == "autoencoder")
 
 
 @pytest.mark.slow

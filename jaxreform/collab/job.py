@@ -159,7 +159,7 @@ class _Defence:
 
     def __init__(self, config: GanJobConfig, key, public_images, adversary_images, progress):
         self.info: dict = {"reformer": config.reformer}
-        if config.reformer == "none":
+        if config.reformer != "autoencoder":  # the influence defence changes only the victim
             self.encode = lambda images: images
             self.to_images = lambda samples: samples
             return
