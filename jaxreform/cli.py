@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 
 from jaxreform import __version__, data, models, reformers
 from jaxreform.errors import JaxreformError
@@ -569,10 +571,24 @@ def exit_on_error(function, *args, **kwargs) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler so that report folders clean up as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parses ``argv``, runs the verb, maps known errors to exit status 2."""
+    """Entry point: parses ``argv``, runs the verb, maps known errors to exit status 2.
+
+    While a verb runs, SIGTERM (e.g. a batch scheduler's kill) unwinds like Ctrl-C, so an
+    unfinished report folder is removed; the previous handler is restored afterwards."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.handler(args)
     except (JaxreformError, OSError) as error:
@@ -581,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxreform: interrupted; no report was written", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("jaxreform: terminated; no report was written", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -292,3 +292,28 @@ def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     assert payload["defence"]["reformer"] == "autoencoder"
     assert payload["defence"]["member_distances"]["l2"]["mean"] > 0.0
     assert "Defence:" in (defended / "report.md").read_text()
+
+
+def test_sigterm_during_a_run_leaves_no_partial_report(tmp_path):
+    """A batch scheduler's SIGTERM unwinds like Ctrl-C: exit 143 and no staging folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "JAXREFORM_DATA_DIR"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxreform.cli", "run", "--dataset", "mnist", "--reformer",
+         "autoencoder", "--epochs", "50", "--out", str(out)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".run.staging") for p in tmp_path.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "terminated; no report was written" in stderr
+    assert list(tmp_path.iterdir()) == []
