@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -188,6 +189,32 @@ def fit(
     log.info("%s: %d epochs on %d examples, final loss %.4f", description, config.epochs, n,
              history["train_loss"][-1])
     return FitResult(params, history)
+
+
+def fit_classifier(
+    key: jax.Array,
+    module: nn.Module,
+    inputs: jax.Array,
+    labels: jax.Array,
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    description: str = "classifier",
+) -> Params:
+    """Initialises ``module`` and trains it on cross-entropy; returns the trained params.
+
+    Args:
+        key: Folded into an initialisation key and a shuffling key.
+        module: A flax module mapping ``inputs [b, ...]`` to ``[b, k]`` logits.
+        inputs: ``[n, ...]`` training inputs.
+        labels: ``[n]`` int class labels in [0, k).
+        config: Epochs, batch size, optimizer.
+        progress: Show a progress bar over epochs.
+        description: Label of the progress bar and of error messages.
+    """
+    params = module.init(jax.random.fold_in(key, 0), inputs[:1])
+    return fit(jax.random.fold_in(key, 1), cross_entropy_loss(module.apply), params,
+               (inputs, labels), config, progress=progress, description=description).params
 
 
 def map_in_chunks(fn: Callable, arrays: tuple, chunk_size: int):

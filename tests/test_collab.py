@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxreform import cli, models, train
+from jaxreform import cli, data, models, train
 from jaxreform.collab import dssgd, gan, job
 from jaxreform.dp import accounting
 from jaxreform.errors import ConfigError, TrainingDivergedError
@@ -276,3 +276,18 @@ def test_cli_gan_refuses_bad_settings(tmp_path, capsys, arguments, message):
     assert status == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_influence_defence_runs_on_a_victim_with_few_faces(shared_data_dir):
+    # Only the autoencoder defence needs public images; the influence defence must accept
+    # AT&T faces, where a victim holds fewer images than the reformer's default batch.
+    config = job.GanJobConfig(dataset="att_faces", reformer="influence")
+    faces = data.load_att_faces(str(shared_data_dir))
+    inputs, labels = np.asarray(faces.train_inputs), np.asarray(faces.train_labels)
+    victim_rows = np.flatnonzero(labels >= 35)  # 5 people, 35 images
+    reformed, info = job._reform_victim(config, jax.random.key(0), inputs, labels, victim_rows,
+                                        progress=False)
+    others = np.setdiff1d(np.arange(len(labels)), victim_rows)
+    np.testing.assert_array_equal(reformed[others], inputs[others])
+    assert info["victim_distances"]["l2"]["mean"] == pytest.approx(config.influence_budget,
+                                                                   rel=0.05)

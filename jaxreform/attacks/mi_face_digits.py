@@ -70,13 +70,6 @@ class DigitsJobConfig:
                                  judge_epochs=self.judge_epochs)
 
 
-def _fit(key, module, inputs, labels, epochs):
-    params = module.init(jax.random.fold_in(key, 0), inputs[:1])
-    return train.fit(jax.random.fold_in(key, 1), train.cross_entropy_loss(module.apply), params,
-                     (inputs, labels), train.TrainConfig(epochs=epochs, batch_size=128),
-                     progress=False).params
-
-
 def _identity(images):
     return images
 
@@ -94,7 +87,8 @@ def train_target(key, reformer: str, train_set, test_set, epochs: int):
         inputs = fitted.reformed_train
         encode = functools.partial(fitted.autoencoder.apply, fitted.encoder_params,
                                    method="encode")
-    params = _fit(key, module, inputs, labels, epochs)
+    params = train.fit_classifier(key, module, inputs, labels,
+                                    train.TrainConfig(epochs=epochs, batch_size=128))
 
     def predict(p, images):
         return module.apply(p, encode(images))
@@ -126,7 +120,9 @@ def run(config: DigitsJobConfig, out: Path) -> dict:
     public = (jnp.asarray(dataset.test_inputs[:half]), jnp.asarray(dataset.test_labels[:half]))
     heldout = (jnp.asarray(dataset.test_inputs[half:]), jnp.asarray(dataset.test_labels[half:]))
     judge = models.SmallCNN(num_classes=10)
-    judge_params = _fit(jax.random.fold_in(key, 1), judge, *public, config.judge_epochs)
+    judge_params = train.fit_classifier(jax.random.fold_in(key, 1), judge, *public,
+                                        train.TrainConfig(epochs=config.judge_epochs,
+                                                          batch_size=128))
     labels = np.arange(10)
     means = jnp.asarray(person_mean_images(dataset.train_inputs, dataset.train_labels, 10))
     shape = tuple(dataset.train_inputs.shape[1:])

@@ -128,7 +128,7 @@ class GanJobConfig:
         if self.max_per_participant is not None:
             _validate.check_integers(max_per_participant=self.max_per_participant)
             _validate.check_positive(max_per_participant=self.max_per_participant)
-        if self.dataset == "att_faces" and self.reformer != "none":
+        if self.dataset == "att_faces" and self.reformer == "autoencoder":
             raise ConfigError("the autoencoder defence needs public images to fit the encoder; "
                               "AT&T faces have too few (use --dataset mnist).")
         dssgd.check_class_sets(self.participant_classes, NUM_CLASSES[self.dataset],
@@ -142,15 +142,6 @@ class GanJobConfig:
             return self.class_sets
         half = NUM_CLASSES[self.dataset] // 2
         return (tuple(range(half)), tuple(range(half, 2 * half)))
-
-
-def _fit_classifier(key, module, inputs, labels, epochs: int, progress: bool, description: str):
-    params = module.init(jax.random.fold_in(key, 0), inputs[:1])
-    result = train.fit(jax.random.fold_in(key, 1), train.cross_entropy_loss(module.apply),
-                       params, (inputs, labels),
-                       train.TrainConfig(epochs=epochs, batch_size=128, learning_rate=1e-3),
-                       progress=progress, description=description)
-    return result.params
 
 
 class _Defence:
@@ -198,7 +189,13 @@ def _reform_victim(config: GanJobConfig, key, inputs, labels, victim_rows, progr
     """The victim's rows replaced by the influence reformer's output (noise orthogonal to
     each image's influence direction, at ``influence_budget``, clipped to [0, 1]); the other
     participants' data are left as they are. Returns (inputs, defence info)."""
-    reformer = make_reformer("influence", budget=config.influence_budget, clip=(0.0, 1.0))
+    # A victim may hold fewer images than the reformer's default batch (AT&T faces: 7 per
+    # person), so the batch is capped by the rows its influence model trains on.
+    num_fit = len(victim_rows) - max(1, round(0.1 * len(victim_rows)))
+    reformer = make_reformer("influence", budget=config.influence_budget, clip=(0.0, 1.0),
+                             validation_fraction=0.1,
+                             train_config=train.TrainConfig(epochs=10,
+                                                            batch_size=min(128, num_fit)))
     fitted = reformer.fit(key, inputs[victim_rows], labels[victim_rows], progress=progress)
     reformed = np.array(inputs, copy=True)
     reformed[victim_rows] = np.asarray(fitted.reformed_train)
@@ -423,8 +420,10 @@ class _Judge:
         # model, and adversarial patterns transfer most readily to a judge of the same family.
         module = models.SmallCNN(num_classes=dataset.num_classes)
         self.apply = module.apply
-        self.params = _fit_classifier(jax.random.fold_in(key, 1), module, *self.public,
-                                      config.judge_epochs, progress, "judge")
+        self.params = train.fit_classifier(
+            jax.random.fold_in(key, 1), module, *self.public,
+            train.TrainConfig(epochs=config.judge_epochs, batch_size=128, learning_rate=1e-3),
+            progress=progress, description="judge")
         self.description = (f"small CNN trained on the first {public_size} test-split images, "
                             f"{config.judge_epochs} epochs")
         self.accuracy = train.accuracy(self.apply, self.params, *self.heldout)
