@@ -1,4 +1,4 @@
-"""MI-FACE on the AT&T faces: softmax and MLP targets, every label, three stopping modes.
+"""MI-FACE on the AT&T faces: softmax, MLP and DAE targets, every label, three stopping modes.
 
 A thin driver over :mod:`jaxreform.attacks.mi_face_job` (also ``jaxreform attack mi-face``).
 

@@ -141,6 +141,9 @@ def _add_run_parser(verbs) -> None:
     group.add_argument("--solver", default="cg", help="inverse-HVP solver: exact, cg or lissa")
     group.add_argument("--damping", type=float, default=0.0,
                        help="added to the Hessian's diagonal (needed for mlp and cnn)")
+    group.add_argument("--curvature", default="hessian",
+                       help="hessian, or gauss-newton (positive semi-definite; lets CG "
+                            "converge on the mlp and cnn)")
     group.add_argument("--solver-tolerance", type=_positive_float, default=1e-4,
                        help="largest acceptable relative residual of the solve")
     group.add_argument("--cg-max-iterations", type=_positive_int, default=1000)
@@ -199,7 +202,7 @@ def _run(args) -> int:
             method=args.solver, damping=args.damping, tolerance=args.solver_tolerance,
             cg_max_iterations=args.cg_max_iterations, lissa_scale=args.lissa_scale,
             lissa_depth=args.lissa_depth, lissa_repeats=args.lissa_repeats,
-            lissa_batch_size=args.lissa_batch_size),
+            lissa_batch_size=args.lissa_batch_size, curvature=args.curvature),
         num_attack_examples=args.attack_examples,
         dp_epsilon=args.dp_epsilon, dp_autoencoder_epsilon=args.dp_autoencoder_epsilon,
         code_noise_epsilon=args.code_noise_epsilon, code_clip_norm=args.code_clip_norm,
@@ -275,7 +278,9 @@ def _add_attack_parser(verbs) -> None:
                            help="mnist only: comma-separated targets from none, autoencoder "
                                 "(default: both)")
     inversion.add_argument("--target", action="append", default=None,
-                           help="softmax or mlp; repeat for several (default: softmax)")
+                           help="softmax, mlp or dae (the stacked denoising autoencoder, "
+                                "searched in code space); repeat for several (default: "
+                                "softmax)")
     inversion.add_argument("--max-steps", type=_positive_int, default=5000,
                            help="alpha: most gradient steps per label")
     inversion.add_argument("--target-confidence", type=float, default=0.99,

@@ -156,12 +156,14 @@ class DenseAutoencoder(nn.Module):
         code_size: Length of the code; None keeps the input's shape.
         bounded_code: Sigmoid on the code (values in (0, 1), for data in [0, 1] such as
             images); False leaves it linear (for standardised tabular data).
+        activation: Non-linearity of the hidden layers (encoder and decoder).
     """
 
     input_shape: Sequence[int]
     hidden_sizes: Sequence[int] = (512,)
     code_size: int | None = None
     bounded_code: bool = True
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
 
     def setup(self):
         input_size = math.prod(self.input_shape)
@@ -175,7 +177,7 @@ class DenseAutoencoder(nn.Module):
         when ``bounded_code``."""
         h = x.reshape(x.shape[0], -1)
         for layer in self.encoder_layers:
-            h = nn.relu(layer(h))
+            h = self.activation(layer(h))
         code = self.code_layer(h)
         code = nn.sigmoid(code) if self.bounded_code else code
         if self.code_size is None:
@@ -187,7 +189,7 @@ class DenseAutoencoder(nn.Module):
         data in [0, 1], the values themselves for standardised data."""
         h = code.reshape(code.shape[0], -1)
         for layer in self.decoder_layers:
-            h = nn.relu(layer(h))
+            h = self.activation(layer(h))
         return self.output_layer(h).reshape(code.shape[0], *self.input_shape)
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -40,6 +40,52 @@ def test_hvp_matches_the_dense_hessian(tiny_problem):
     np.testing.assert_allclose(hessian, hessian.T, atol=1e-5)
 
 
+def _dense_curvature(example_loss, params, data, curvature, l2=0.01):
+    product = influence.curvature_product(example_loss, l2, curvature)
+    size = ravel_pytree(params)[0].shape[0]
+    return influence.dense_matrix(influence.flat_matvec(product, params, data), size)
+
+
+def test_gauss_newton_is_the_hessian_of_softmax_regression(tiny_problem):
+    _, _, inputs, labels = tiny_problem
+    module = models.SoftmaxRegression(num_classes=10)
+    params = module.init(jax.random.key(2), inputs[:1])
+    example_loss = influence.example_loss_from_apply(module.apply)
+    objective = influence.make_objective(example_loss, l2_penalty=0.01)
+    hessian = influence.dense_hessian(objective, params, (inputs, labels))
+    ggn = _dense_curvature(example_loss, params, (inputs, labels), "gauss-newton")
+    np.testing.assert_allclose(ggn, hessian, atol=2e-5)
+
+
+def test_gauss_newton_makes_cg_converge_on_a_non_convex_model(tiny_problem):
+    example_loss, params, inputs, labels = tiny_problem
+    data = (inputs, labels)
+    hessian = _dense_curvature(example_loss, params, data, "hessian")
+    ggn = _dense_curvature(example_loss, params, data, "gauss-newton")
+    np.testing.assert_allclose(ggn, ggn.T, atol=1e-5)
+    # The MLP's Hessian at a random point is indefinite; its Gauss-Newton matrix is not.
+    assert float(jnp.linalg.eigvalsh(hessian)[0]) < -1e-3
+    assert float(jnp.linalg.eigvalsh(ggn)[0]) > -1e-5
+    # Away from the tiny model's minimum they differ (the network's own curvature term).
+    assert float(jnp.abs(ggn - hessian).max()) > 1e-3
+    rhs = influence.reference_gradients(example_loss, params, inputs[:5], labels[:5])
+    config = influence.SolverConfig(method="cg", damping=1e-3, tolerance=1e-5,
+                                    curvature="gauss-newton")
+    solution, report = influence.checked_inverse_hvp(None, example_loss, params, data, rhs,
+                                                     config, l2_penalty=0.01)
+    expected = jnp.linalg.solve(ggn + 1e-3 * jnp.eye(ggn.shape[0]), rhs)
+    assert float(jnp.linalg.norm(solution - expected) / jnp.linalg.norm(expected)) < 1e-3
+    exact, _ = influence.checked_inverse_hvp(
+        None, example_loss, params, data, rhs,
+        influence.SolverConfig(method="exact", damping=1e-3, curvature="gauss-newton"),
+        l2_penalty=0.01)
+    np.testing.assert_allclose(exact, expected, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown curvature"):
+        influence.SolverConfig(curvature="fisher")
+    with pytest.raises(ConfigError, match="needs the softmax cross-entropy"):
+        influence.curvature_product(lambda p, x, y: jnp.sum(x), 0.01, "gauss-newton")
+
+
 @pytest.mark.parametrize("method, tolerance", [("cg", 1e-5), ("lissa", 1e-3)])
 def test_solvers_agree_with_the_exact_solve(tiny_problem, method, tolerance):
     example_loss, params, inputs, labels = tiny_problem

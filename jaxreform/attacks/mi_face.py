@@ -41,6 +41,7 @@ Shapes: L labels inverted together; ``image_shape`` the target's input shape, e.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -190,6 +191,7 @@ def make_mi_face_fn(
     outputs: str = "probs",
     aux_term: Callable[[jax.Array], jax.Array] | None = None,
     process: Callable[[jax.Array], jax.Array] | None = None,
+    process_with_params: Callable[[Params, jax.Array], jax.Array] | None = None,
 ) -> Callable[[Params, jax.Array], _State]:
     """Builds the (unjitted) batched search; :func:`mi_face` validates, jits and runs it.
 
@@ -202,12 +204,20 @@ def make_mi_face_fn(
         aux_term: ``x [*image_shape] -> []``, added to the cost; None for zero.
         process: ``x [*image_shape] -> [*image_shape]`` applied after each step; None for
             :func:`clip_to_unit_interval`.
+        process_with_params: Instead of ``process``, ``(params, x) -> x`` for a Process that
+            needs the target's parameters (e.g. decode and re-encode through its
+            autoencoder); the parameters then reach it as a traced argument rather than as
+            constants baked into the compiled search.
 
     Returns:
         ``search(params, labels [L] int32) -> final loop state`` (a NamedTuple of arrays),
         pure and jit-able; no input checks are made here.
     """
-    process = process or clip_to_unit_interval
+    if process is not None and process_with_params is not None:
+        raise ConfigError("give process or process_with_params, not both.")
+    if process_with_params is None:
+        process = process or clip_to_unit_interval
+        process_with_params = lambda params, x: process(x)  # noqa: E731
     confidence_fn = _confidence_fn(predict_fn, outputs)
 
     def cost_one(params, x, label):
@@ -217,7 +227,7 @@ def make_mi_face_fn(
 
     value_and_grad = jax.vmap(jax.value_and_grad(cost_one, argnums=1, has_aux=True),
                               in_axes=(None, 0, 0))
-    process_all = jax.vmap(process)
+    process_all = jax.vmap(process_with_params, in_axes=(None, 0))
     history_size = config.patience if config.uses_patience else 1
 
     def per_label(mask, new, old):
@@ -241,7 +251,7 @@ def make_mi_face_fn(
 
         def body(state: _State) -> _State:
             i = state.step + 1
-            x_new = process_all(state.x - config.step_size * state.grad)
+            x_new = process_all(params, state.x - config.step_size * state.grad)
             (cost, conf), grad = value_and_grad(params, x_new, labels)
             # A non-finite x_new shows up as a non-finite cost one step later.
             finite = jnp.isfinite(cost) & _all_finite(grad)
@@ -367,6 +377,7 @@ def mi_face(
     outputs: str = "probs",
     aux_term: Callable[[jax.Array], jax.Array] | None = None,
     process: Callable[[jax.Array], jax.Array] | None = None,
+    process_with_params: Callable[[Params, jax.Array], jax.Array] | None = None,
 ) -> MIFaceResult:
     """Inverts every label in ``labels`` with MI-FACE, all in one jitted call.
 
@@ -380,6 +391,9 @@ def mi_face(
         outputs: ``"probs"`` or ``"logits"``.
         aux_term: Optional ``x [*image_shape] -> []`` added to the cost (default zero).
         process: Optional ``x -> x`` applied after each step (default: clip to [0, 1]).
+        process_with_params: Optional ``(params, x) -> x`` used instead of ``process`` when
+            the Process needs the target's parameters (the DAE target's decode, denoise,
+            sharpen, re-encode; see :mod:`jaxreform.attacks.mi_face_targets`).
 
     Returns:
         Per label: the arg-min image, its cost and confidence, the steps taken, the step of
@@ -406,10 +420,16 @@ def mi_face(
         bad = labels[(labels < 0) | (labels >= num_classes)]
         raise ConfigError(f"unknown label(s) {bad.tolist()}: the target has {num_classes} "
                           f"classes, so labels must lie in [0, {num_classes - 1}].")
-    _check_hooks(image_shape, aux_term, process)
+    if process is not None and process_with_params is not None:
+        raise ConfigError("give process or process_with_params, not both.")
+    if process_with_params is not None:
+        _check_hooks(image_shape, aux_term, functools.partial(process_with_params, params))
+    else:
+        _check_hooks(image_shape, aux_term, process)
 
     search = make_mi_face_fn(predict_fn, image_shape=image_shape, config=config,
-                             outputs=outputs, aux_term=aux_term, process=process)
+                             outputs=outputs, aux_term=aux_term, process=process,
+                             process_with_params=process_with_params)
     log.info("MI-FACE: %d labels, image %s, mode %s, up to %d steps", len(labels),
              image_shape, config.stopping, config.max_steps)
     start = time.perf_counter()

@@ -26,7 +26,8 @@ from jaxreform.attacks import mi_face, mi_face_eval, mi_face_targets  # noqa: E4
 from jaxreform.data.att_faces import load_att_faces  # noqa: E402
 
 # Fredrikson et al. 2015, Table 4 (8-core Xeon): seconds and steps per reconstruction.
-PAPER_TIMES = {"softmax": "1.4 s, 5.6 steps", "mlp": "1298.7 s, 3096.3 steps"}
+PAPER_TIMES = {"softmax": "1.4 s, 5.6 steps", "mlp": "1298.7 s, 3096.3 steps",
+               "dae": "692.5 s"}
 HEADER = ["target", "row", "identification", "lineup", "SSIM", "MSE",
           "identification (auto-contrast)", "lineup (auto-contrast)", "SSIM (auto-contrast)",
           "mean steps", "time (s)", "compile (s)"]
@@ -79,23 +80,28 @@ def run_target(kind, dataset, evaluator, config, key, score):
     print(f"{kind}: train error {target.train_error:.4f}, test error {target.test_error:.4f} "
           f"({target.seconds:.1f} s training)", flush=True)
     labels = np.arange(dataset.num_classes)
-    attack = dict(image_shape=dataset.input_shape, outputs="logits")
+    space = target.search_space()
+
+    def invert(mode):
+        result = mi_face.mi_face(space.predict_fn, target.params, labels,
+                                 image_shape=space.shape, config=mode, outputs="logits",
+                                 process_with_params=space.process_with_params)
+        return result, space.to_images(target.params, result.images)
+
     rows, images = [], {}
-    one_step = mi_face.mi_face(target.module.apply, target.params, labels,
-                               config=mi_face.MIFaceConfig.fixed_steps(1), **attack)
-    rows.append(_row(kind, "calibration: single gradient step", score(one_step.images),
+    one_step, one_step_images = invert(mi_face.MIFaceConfig.fixed_steps(1))
+    rows.append(_row(kind, "calibration: single gradient step", score(one_step_images),
                      one_step.steps, one_step.seconds, one_step.compile_seconds))
     for name, mode in attack_modes(config).items():
-        result = mi_face.mi_face(target.module.apply, target.params, labels, config=mode,
-                                 **attack)
-        rows.append(_row(kind, name, score(result.images), result.steps, result.seconds,
+        result, images[name] = invert(mode)
+        rows.append(_row(kind, name, score(images[name]), result.steps, result.seconds,
                          result.compile_seconds))
-        images[name] = result.images
         print(f"  {name}: {result.seconds:.1f} s, mean steps {result.steps.mean():.1f}; "
               f"identification {rows[-1]['identification_rate']:.1%}, lineup "
               f"{rows[-1]['lineup_accuracy']:.1%}", flush=True)
     summary = {"train_error": target.train_error, "test_error": target.test_error,
-               "train_seconds": target.seconds}
+               "train_seconds": target.seconds, "search_space": list(space.shape),
+               **target.extra}
     return summary, rows, images
 
 

@@ -3,10 +3,19 @@
 See :mod:`.scores` for the definitions and :mod:`.solvers` for the solvers' settings.
 """
 
-from jaxreform.influence.hvp import dense_hessian, flat_hvp, hvp, largest_eigenvalue
+from jaxreform.influence.hvp import (
+    dense_hessian,
+    dense_matrix,
+    flat_hvp,
+    flat_matvec,
+    hvp,
+    largest_eigenvalue,
+    softmax_ggn_vp,
+)
 from jaxreform.influence.scores import (
     checked_inverse_hvp,
     chunked_vmap,
+    curvature_product,
     example_loss_from_apply,
     influence_input_gradients,
     influence_on_loss,
@@ -16,6 +25,7 @@ from jaxreform.influence.scores import (
     top_hessian_eigenvalue,
 )
 from jaxreform.influence.solvers import (
+    CURVATURES,
     SOLVERS,
     SolveReport,
     SolverConfig,
@@ -26,9 +36,10 @@ from jaxreform.influence.solvers import (
 )
 
 __all__ = [
-    "SOLVERS", "SolveReport", "SolverConfig", "check_report", "checked_inverse_hvp",
-    "chunked_vmap", "dense_hessian", "example_loss_from_apply", "flat_hvp", "hvp",
+    "CURVATURES", "SOLVERS", "SolveReport", "SolverConfig", "check_report",
+    "checked_inverse_hvp", "chunked_vmap", "curvature_product", "dense_hessian",
+    "dense_matrix", "example_loss_from_apply", "flat_hvp", "flat_matvec", "hvp",
     "influence_input_gradients", "influence_on_loss", "inverse_hvp", "largest_eigenvalue",
     "make_objective", "reference_gradients", "solve_cg", "solve_exact", "solve_lissa",
-    "top_hessian_eigenvalue",
+    "softmax_ggn_vp", "top_hessian_eigenvalue",
 ]

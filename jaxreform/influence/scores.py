@@ -31,7 +31,15 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxreform.influence import solvers
-from jaxreform.influence.hvp import dense_hessian, flat_hvp, largest_eigenvalue
+from jaxreform.errors import ConfigError
+from jaxreform.influence.hvp import (
+    dense_hessian,
+    dense_matrix,
+    flat_matvec,
+    hvp,
+    largest_eigenvalue,
+    softmax_ggn_vp,
+)
 from jaxreform.influence.solvers import SolveReport, SolverConfig
 from jaxreform.train import l2_norm_squared, map_in_chunks
 
@@ -60,6 +68,29 @@ def make_objective(example_loss: ExampleLoss, l2_penalty: float):
         return data_loss + 0.5 * l2_penalty * l2_norm_squared(params)
 
     return objective
+
+
+def curvature_product(example_loss: ExampleLoss, l2_penalty: float, curvature: str):
+    """``product(params, (x [b, ...], y [b]), tangent) -> tangent``: the training objective's
+    curvature (``"hessian"`` or ``"gauss-newton"``, see :class:`SolverConfig`) times a tangent.
+
+    Raises:
+        ConfigError: for Gauss-Newton with a loss that is not softmax cross-entropy of a
+            known ``apply_fn`` (see :func:`example_loss_from_apply`).
+    """
+    if curvature == "hessian":
+        objective = make_objective(example_loss, l2_penalty)
+        return lambda params, batch, tangent: hvp(objective, params, batch, tangent)
+    if not isinstance(example_loss, CrossEntropyLoss):
+        raise ConfigError("curvature='gauss-newton' needs the softmax cross-entropy of a model "
+                          "(influence.example_loss_from_apply(apply_fn)); use curvature="
+                          "'hessian' for another loss.")
+
+    def product(params, batch, tangent):
+        ggn = softmax_ggn_vp(example_loss.apply_fn, params, batch[0], tangent)
+        return jax.tree.map(lambda g, t: g + l2_penalty * t, ggn, tangent)
+
+    return product
 
 
 def chunked_vmap(fn: Callable, arrays: tuple, chunk_size: int):
@@ -112,13 +143,17 @@ def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train
     Jitted, with ``example_loss``, ``config``, ``l2_penalty`` and ``hvp_chunk_size`` static:
     pass the same ``example_loss`` object to reuse the compiled solve.
     """
-    objective = make_objective(example_loss, l2_penalty)
-    matvec = flat_hvp(objective, params, train_data, chunk_size=hvp_chunk_size)
+    product = curvature_product(example_loss, l2_penalty, config.curvature)
+    matvec = flat_matvec(product, params, train_data, chunk_size=hvp_chunk_size)
     columns = rhs if rhs.ndim == 2 else rhs[:, None]
     damping = config.damping
     if config.method == "exact":
-        solution = solvers.solve_exact(dense_hessian(objective, params, train_data), columns,
-                                       damping=damping)
+        if config.curvature == "hessian":
+            matrix = dense_hessian(make_objective(example_loss, l2_penalty), params,
+                                   train_data)
+        else:
+            matrix = dense_matrix(matvec, columns.shape[0])
+        solution = solvers.solve_exact(matrix, columns, damping=damping)
         iterations = jnp.zeros(columns.shape[1], jnp.int32)
     elif config.method == "cg":
         solution, iterations = jax.vmap(
@@ -130,9 +165,8 @@ def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train
         inputs, labels = train_data
 
         def batch_matvec(index, vector):
-            return ravel_pytree(jax.jvp(
-                lambda p: jax.grad(objective)(p, (inputs[index], labels[index])),
-                (params,), (unravel(vector),))[1])[0]
+            return ravel_pytree(product(params, (inputs[index], labels[index]),
+                                        unravel(vector)))[0]
 
         solution = jax.vmap(lambda b: solvers.solve_lissa(
             key, batch_matvec, b, num_examples=inputs.shape[0], config=config),
@@ -152,21 +186,25 @@ def checked_inverse_hvp(key, example_loss, params, train_data, rhs, config, *,
     eigenvalue = None
     if config.method == "lissa":
         eigenvalue = top_hessian_eigenvalue(key, example_loss, params, train_data,
-                                            l2_penalty=l2_penalty, hvp_chunk_size=hvp_chunk_size)
+                                            l2_penalty=l2_penalty, hvp_chunk_size=hvp_chunk_size,
+                                            curvature=config.curvature)
     solvers.check_report(report, config, largest_eigenvalue=eigenvalue)
     return solution, report
 
 
-@functools.partial(jax.jit, static_argnames=("example_loss", "l2_penalty", "hvp_chunk_size"))
+@functools.partial(jax.jit, static_argnames=("example_loss", "l2_penalty", "hvp_chunk_size",
+                                             "curvature"))
 def top_hessian_eigenvalue(key, example_loss: ExampleLoss, params: Params, train_data: tuple, *,
-                           l2_penalty: float = 0.0, hvp_chunk_size: int | None = None):
-    """Power-iteration estimate of the training objective's largest Hessian eigenvalue.
+                           l2_penalty: float = 0.0, hvp_chunk_size: int | None = None,
+                           curvature: str = "hessian"):
+    """Power-iteration estimate of the largest eigenvalue of the training objective's
+    curvature (its Hessian, or its Gauss-Newton matrix with ``curvature="gauss-newton"``).
 
     Params and data are jit arguments, never closed-over constants: XLA would otherwise try
     to constant-fold whole forward passes (minutes for a CNN).
     """
-    matvec = flat_hvp(make_objective(example_loss, l2_penalty), params, train_data,
-                      chunk_size=hvp_chunk_size)
+    matvec = flat_matvec(curvature_product(example_loss, l2_penalty, curvature), params,
+                         train_data, chunk_size=hvp_chunk_size)
     return largest_eigenvalue(key, matvec, ravel_pytree(params)[0].shape[0])
 
 

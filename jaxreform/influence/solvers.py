@@ -26,6 +26,7 @@ from jaxreform.errors import ConfigError, SolverError
 from jaxreform.influence.hvp import MatVec
 
 SOLVERS = ("exact", "cg", "lissa")
+CURVATURES = ("hessian", "gauss-newton")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,10 @@ class SolverConfig:
         lissa_depth: Recursion steps per repeat.
         lissa_repeats: Independent recursions averaged (each on its own minibatches).
         lissa_batch_size: Examples per recursion step (None: all, a deterministic recursion).
+        curvature: ``"hessian"`` (Koh & Liang's H), or ``"gauss-newton"``: the generalised
+            Gauss-Newton matrix of softmax cross-entropy, positive semi-definite for any
+            network, the same as H for softmax regression; use it for the MLP and CNN, whose
+            Hessian away from an exact minimum has negative eigenvalues that stall CG.
     """
 
     method: str = "cg"
@@ -52,9 +57,11 @@ class SolverConfig:
     lissa_depth: int = 5000
     lissa_repeats: int = 1
     lissa_batch_size: int | None = None
+    curvature: str = "hessian"
 
     def __post_init__(self):
         _validate.check_choice("solver", self.method, SOLVERS)
+        _validate.check_choice("curvature", self.curvature, CURVATURES)
         _validate.check_positive(tolerance=self.tolerance, cg_max_iterations=self.cg_max_iterations,
                                  lissa_scale=self.lissa_scale, lissa_depth=self.lissa_depth,
                                  lissa_repeats=self.lissa_repeats)
@@ -181,7 +188,9 @@ def check_report(report: SolveReport, config: SolverConfig, *, largest_eigenvalu
             f"CG reached relative residual {residual:.3g} after {int(jnp.max(report.iterations))} "
             f"iterations, above tolerance {config.tolerance}: increase cg_max_iterations (now "
             f"{config.cg_max_iterations}) or damping (now {config.damping}); a non-convex model "
-            "needs damping to make its Hessian positive definite.")
+            "needs damping to make its Hessian positive definite"
+            + (", or curvature='gauss-newton', which is positive semi-definite."
+               if config.curvature == "hessian" else "."))
     raise SolverError(
         f"the exact solve has relative residual {residual:.3g} (finite="
         f"{bool(jnp.all(report.finite))}): the Hessian is singular or ill-conditioned; add "
