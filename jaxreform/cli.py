@@ -306,6 +306,12 @@ def _add_attack_parser(verbs) -> None:
                                  "conv autoencoder fitted on its members")
     membership.add_argument("--autoencoder-steps", type=_positive_int, default=400,
                             help="training steps of the defence's autoencoder")
+    membership.add_argument("--dp-epsilon", type=_positive_float, default=None,
+                            help="train the target and every shadow with DP-SGD to this "
+                                 "epsilon (lots of --batch-size, Adam at --learning-rate)")
+    membership.add_argument("--dp-delta", type=_positive_float, default=1e-5)
+    membership.add_argument("--dp-clip-norm", type=_positive_float, default=1.0,
+                            help="per-example gradient clip norm of DP-SGD")
     membership.add_argument("--train-size", type=_positive_int, default=2500,
                             help="N: the target's members (as many non-members)")
     membership.add_argument("--shadows", type=_positive_int, default=16,
@@ -440,7 +446,8 @@ def _attack_membership(args) -> int:
         shadows=args.shadows, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, features=args.features, flip=args.flip,
         shokri_disjoint=args.shokri_disjoint, reformer=args.reformer,
-        autoencoder_steps=args.autoencoder_steps, seed=args.seed)
+        autoencoder_steps=args.autoencoder_steps, dp_epsilon=args.dp_epsilon,
+        dp_delta=args.dp_delta, dp_clip_norm=args.dp_clip_norm, seed=args.seed)
     payload = membership_job.run_membership_job(config, args.out, overwrite=args.overwrite)
     for name, metrics in payload["attacks"].items():
         print(f"{name}: AUC {metrics['auc']:.3f}, TPR at 1% FPR {metrics['tpr_at_1%_fpr']:.3f}")

@@ -294,6 +294,26 @@ def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     assert "Defence:" in (defended / "report.md").read_text()
 
 
+def test_attack_membership_with_a_dp_sgd_target(shared_data_dir, tmp_path, capsys):
+    # DP-SGD defence: the target and every shadow train with DP-SGD; the report states the
+    # guarantee the accountant gives for the target's members.
+    private = tmp_path / "dp"
+    arguments = ["attack", "membership", "--data-dir", str(shared_data_dir), "--train-size",
+                 "50", "--shadows", "2", "--epochs", "2", "--batch-size", "25", "--features",
+                 "4,8", "--method", "threshold", "--dp-epsilon", "8"]
+    assert cli.main([*arguments, "--out", str(private)]) == 0
+    payload = json.loads((private / "report.json").read_text())
+    guarantee = payload["defence"]["dp"]
+    assert guarantee["epsilon"] == pytest.approx(8.0, rel=0.02)
+    assert guarantee["delta"] == 1e-5 and guarantee["noise_multiplier"] > 0.1
+    assert guarantee["sampling_rate"] == pytest.approx(0.5) and guarantee["steps"] == 4
+    assert "DP-SGD, (ε = 8" in (private / "report.md").read_text()
+    # A delta of at least 1/N protects nobody: refused before any training, no report.
+    assert cli.main([*arguments, "--dp-delta", "0.05", "--out", str(tmp_path / "bad")]) == 2
+    assert "delta" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_sigterm_during_a_run_leaves_no_partial_report(tmp_path):
     """A batch scheduler's SIGTERM unwinds like Ctrl-C: exit 143 and no staging folder."""
     import os

@@ -173,8 +173,52 @@ def test_targets_are_the_papers_models(softmax_target):
     assert softmax_target.train_error < 0.05 and softmax_target.test_error < 0.15
     mlp = mi_face_targets.make_target_module("mlp", 40)
     assert mlp.hidden_sizes == (3000,) and mlp.activation is nn.sigmoid
-    with pytest.raises(ConfigError, match="target"):
+    with pytest.raises(ConfigError, match="needs input_shape"):
         mi_face_targets.make_target_module("dae", 40)
+    with pytest.raises(ConfigError, match="unknown target"):
+        mi_face_targets.make_target_module("svm", 40)
+
+
+def test_the_dae_target_is_searched_in_code_space(faces):
+    dae = mi_face_targets.make_target_module("dae", 40, input_shape=SHAPE)
+    assert (dae.hidden_units, dae.code_size) == (1000, 300)
+    target = mi_face_targets.train_target(
+        "dae", faces, key=jax.random.key(1),
+        config=train.TrainConfig(epochs=2, batch_size=40),
+        autoencoder_config=train.TrainConfig(epochs=1, batch_size=40))
+    assert 0 < target.extra["reconstruction_mse"] < 0.1
+    space = target.search_space()
+    assert space.shape == (300,)
+    code = jnp.full((300,), 0.5)
+    processed = space.process_with_params(target.params, code)
+    assert processed.shape == (300,) and bool(jnp.all((processed > 0) & (processed < 1)))
+    # Process is decode -> denoise -> sharpen -> encode, so it moves a code onto codes of
+    # images; twice moves it less than once.
+    twice = space.process_with_params(target.params, processed)
+    assert float(jnp.linalg.norm(twice - processed)) < float(jnp.linalg.norm(processed - code))
+    labels = np.array([0, 7, 21])
+    result = mi_face(space.predict_fn, target.params, labels, image_shape=space.shape,
+                     config=MIFaceConfig.fixed_steps(20), outputs="logits",
+                     process_with_params=space.process_with_params)
+    assert result.images.shape == (3, 300) and np.all(result.steps == 20)
+    one_step = mi_face(space.predict_fn, target.params, labels, image_shape=space.shape,
+                       config=MIFaceConfig.fixed_steps(1), outputs="logits",
+                       process_with_params=space.process_with_params)
+    assert np.all(result.costs <= one_step.costs + 1e-6)
+    images = space.to_images(target.params, result.images)
+    assert images.shape == (3, *SHAPE) and images.min() >= 0 and images.max() <= 1
+    with pytest.raises(ConfigError, match="not both"):
+        mi_face(space.predict_fn, target.params, labels, image_shape=space.shape,
+                process=lambda z: z, process_with_params=space.process_with_params)
+
+
+def test_blur_is_a_normalised_gaussian_filter():
+    image = jnp.asarray(np.random.default_rng(0).random((20, 16, 1)), jnp.float32)
+    blurred = mi_face_targets.blur(image, 1.0)
+    # Away from the edges it is SciPy's Gaussian filter (nearly all mass within 4 sigma).
+    reference = gaussian_filter(np.asarray(image[..., 0]), 1.0, truncate=8.0)
+    np.testing.assert_allclose(blurred[6:-6, 6:-6, 0], reference[6:-6, 6:-6], atol=1e-5)
+    np.testing.assert_allclose(mi_face_targets.blur(jnp.ones((9, 7, 1)), 2.0), 1.0, atol=1e-6)
 
 
 def _ssim_reference(a, b):

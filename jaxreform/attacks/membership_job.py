@@ -20,9 +20,17 @@ Defence (``reformer="autoencoder"``): the data owner fits the convolutional auto
 reformer on its members only, discards the decoder and trains the target on the codes; the
 deployed model is target ∘ encoder, so a query with an image is a query with its code. The
 shadow models are trained on codes of the same encoder: this attacker knows the deployed
-encoder, a stronger one than a black-box attacker, so the defence is not flattered. Not yet:
-DP-SGD and influence-reformed targets (a DP target needs DP shadows for LiRA, K + 1 DP-SGD
-runs of the CNN, hours on two CPU cores).
+encoder, a stronger one than a black-box attacker, so the defence is not flattered.
+
+Defence (``dp_epsilon``): DP-SGD (Abadi et al. 2016; :func:`jaxreform.dp.fit_dp`, Poisson
+lots, per-example clipping, σ from dp-accounting) trains the target to (ε, δ) on its members.
+The attacker knows the training algorithm, so every shadow (and Shokri's disjoint shadows) is
+trained with the same DP-SGD settings; the K + 1 runs go one after another (each is one jitted
+step per lot; on CPU the loop is the library's many-model strategy for CNNs anyway). Combined
+with ``reformer="autoencoder"``, DP-SGD trains on the codes.
+
+Not yet: influence-reformed targets (the reformer needs an inverse-HVP of the CIFAR-10 CNN
+for every target and shadow).
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
-from jaxreform import _validate, plots, report
+from jaxreform import _validate, dp, plots, report
 from jaxreform.attacks import membership as mia
 from jaxreform.attacks.membership_models import ShokriCifarCNN
 from jaxreform.data.cifar10 import CLASS_NAMES, load_cifar10
@@ -68,6 +77,11 @@ class MembershipJobConfig:
             whole epochs over the members). Counted in steps because the members are few: 5
             epochs over 250 images are 10 steps, which leaves the codes near their
             initialisation and the target unable to learn from them.
+        dp_epsilon: If set, the target and every shadow train with DP-SGD to this ε (the
+            defence; see the module docstring), for ``epochs`` epochs with lots of
+            ``batch_size`` and Adam at ``learning_rate``.
+        dp_delta: δ of the DP guarantee (below 1/N).
+        dp_clip_norm: Per-example gradient clip norm C.
         seed: The seed of every random choice.
     """
 
@@ -83,6 +97,9 @@ class MembershipJobConfig:
     shokri_disjoint: bool = False
     reformer: str = "none"
     autoencoder_steps: int = 400
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_clip_norm: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
@@ -95,9 +112,19 @@ class MembershipJobConfig:
         _validate.check_positive(train_size=self.train_size, shadows=self.shadows,
                                  epochs=self.epochs, batch_size=self.batch_size,
                                  learning_rate=self.learning_rate)
+        if self.dp_epsilon is not None:
+            # Checks ε, δ and C the way the DP-SGD run will (δ against N comes at plan time).
+            self.dp_config()
         if self.shadows < 2 or self.shadows % 2:
             raise ConfigError(f"shadows must be even and at least 2 (each example is in half "
                               f"of them), got {self.shadows}.")
+
+    def dp_config(self) -> dp.DpSgdConfig:
+        """The DP-SGD settings of the target and of every shadow (needs ``dp_epsilon``)."""
+        return dp.DpSgdConfig(target_epsilon=self.dp_epsilon, delta=self.dp_delta,
+                              clip_norm=self.dp_clip_norm, epochs=self.epochs,
+                              expected_batch_size=self.batch_size, optimizer="adam",
+                              learning_rate=self.learning_rate)
 
     def runs(self, name: str) -> bool:
         """Whether attack family ``name`` is part of this run."""
@@ -110,17 +137,41 @@ def draw_masks(key, pool_size: int, config: MembershipJobConfig) -> np.ndarray:
     return masks[: config.shadows + 1]
 
 
+def train_stack(key, model, params, inputs, labels, index, config: MembershipJobConfig):
+    """Trains the stacked models (model i on ``inputs[index[i]]``) as the job's target was
+    trained: :func:`membership.train_models`, or DP-SGD one model at a time when
+    ``config.dp_epsilon`` is set. Returns (params, the DP plans: one per model, or None)."""
+    if config.dp_epsilon is None:
+        train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                                   learning_rate=config.learning_rate)
+        return mia.train_models(key, model.apply, params, inputs, labels, index,
+                                train_config), None
+    # Every model trains on as many rows, so σ is calibrated to ε once and reused.
+    dp_config = config.dp_config()
+    dp_config = dataclasses.replace(
+        dp_config, target_epsilon=None,
+        noise_multiplier=dp_config.plan(index.shape[1]).noise_multiplier)
+    trained, plans = [], []
+    for i, rows in enumerate(tqdm(index, desc="DP-SGD models", leave=False)):
+        result = dp.fit_dp(jax.random.fold_in(key, i), model.apply,
+                           dp.cross_entropy_example_loss,
+                           jax.tree.map(lambda leaf, i=i: leaf[i], params),
+                           (jnp.asarray(inputs[rows]), jnp.asarray(labels[rows])),
+                           dp_config, progress=False,
+                           description=f"DP-SGD model {i}")
+        trained.append(result.params)
+        plans.append(result.plan)
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trained), plans
+
+
 def train_target_and_shadows(key, model, pool, masks, config: MembershipJobConfig):
-    """Returns (stacked params [K + 1], target first; train config)."""
+    """Returns (stacked params [K + 1], target first; DP plans or None)."""
     params = mia.init_stacked(jax.random.fold_in(key, 1), model, pool[0][:1], len(masks))
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
-                               learning_rate=config.learning_rate)
-    params = mia.train_models(jax.random.fold_in(key, 2), model.apply, params, *pool,
-                              mia.mask_to_index(masks), train_config)
-    return params, train_config
+    return train_stack(jax.random.fold_in(key, 2), model, params, *pool,
+                       mia.mask_to_index(masks), config)
 
 
-def _shokri(key, model, params, masks, pool, test, target, config, train_config):
+def _shokri(key, model, params, masks, pool, test, target, config):
     shadows = jax.tree.map(lambda leaf: leaf[1:], params)
     inputs, labels = pool
     in_index, out_index = mia.mask_to_index(masks[1:]), mia.mask_to_index(~masks[1:])
@@ -130,8 +181,8 @@ def _shokri(key, model, params, masks, pool, test, target, config, train_config)
                                                 config.shadows, config.train_size,
                                                 disjoint=False)
         shadows = mia.init_stacked(jax.random.fold_in(key, 4), model, inputs[:1], config.shadows)
-        shadows = mia.train_models(jax.random.fold_in(key, 5), model.apply, shadows, inputs,
-                                   labels, in_index, train_config)
+        shadows, _ = train_stack(jax.random.fold_in(key, 5), model, shadows, inputs, labels,
+                                 in_index, config)
     members = masks[0]
     results = []
     for sort in (True, False):  # sorted vector (later work) and full vector (the paper)
@@ -145,7 +196,7 @@ def _shokri(key, model, params, masks, pool, test, target, config, train_config)
     return results
 
 
-def run_attacks(key, model, params, masks, pool, test, config, train_config):
+def run_attacks(key, model, params, masks, pool, test, config):
     """Every chosen attack against the target (model 0); returns (target params, results)."""
     target = jax.tree.map(lambda leaf: leaf[0], params)
     members = masks[0]
@@ -160,7 +211,7 @@ def run_attacks(key, model, params, masks, pool, test, config, train_config):
         results.append(mia.loss_threshold_attack(losses[members], losses[~members],
                                                  pool[1][members], pool[1][~members], 10))
     if config.runs("shokri"):
-        results += _shokri(key, model, params, masks, pool, test, target, config, train_config)
+        results += _shokri(key, model, params, masks, pool, test, target, config)
     return target, results
 
 
@@ -199,8 +250,15 @@ def run(config: MembershipJobConfig, out: Path) -> dict:
     masks = draw_masks(key, len(pool[1]), config)
     pool, test, defence = _apply_defence(jax.random.fold_in(key, 20), pool, test, masks[0],
                                          config)
-    params, train_config = train_target_and_shadows(key, model, pool, masks, config)
-    target, results = run_attacks(key, model, params, masks, pool, test, config, train_config)
+    params, plans = train_target_and_shadows(key, model, pool, masks, config)
+    if plans is not None:
+        defence["dp"] = {"covers": "each member of the target's training set",
+                         "epsilon": plans[0].epsilon, "delta": config.dp_delta,
+                         "noise_multiplier": plans[0].noise_multiplier,
+                         "sampling_rate": plans[0].sampling_rate, "steps": plans[0].steps,
+                         "clip_norm": config.dp_clip_norm,
+                         "accountant": config.dp_config().accountant}
+    target, results = run_attacks(key, model, params, masks, pool, test, config)
     members = masks[0]
     target_accuracy = {
         "train": accuracy(model.apply, target, jnp.asarray(pool[0][members]), pool[1][members]),
@@ -230,14 +288,23 @@ def run_membership_job(config: MembershipJobConfig, out_dir, *, overwrite: bool 
 
 
 def _defence_lines(defence: dict) -> list[str]:
-    if defence["reformer"] == "none":
-        return []
-    change = defence["member_distances"]["l2"]["mean"]
-    return [f"Defence: the target and the shadows train on the codes of a convolutional "
-            f"autoencoder {tuple(defence['hidden_sizes'])} fitted on the target's members only "
-            f"({defence['train_config']['epochs']} epochs, {defence['seconds']:.0f} s); final "
-            f"reconstruction loss {defence['reconstruction_loss'][-1]:.4f}; mean relative L2 "
-            f"change of the members {change:.3f}. The attacker holds the deployed encoder.", ""]
+    lines = []
+    if defence["reformer"] != "none":
+        change = defence["member_distances"]["l2"]["mean"]
+        lines += [f"Defence: the target and the shadows train on the codes of a convolutional "
+                  f"autoencoder {tuple(defence['hidden_sizes'])} fitted on the target's members "
+                  f"only ({defence['train_config']['epochs']} epochs, "
+                  f"{defence['seconds']:.0f} s); final reconstruction loss "
+                  f"{defence['reconstruction_loss'][-1]:.4f}; mean relative L2 change of the "
+                  f"members {change:.3f}. The attacker holds the deployed encoder.", ""]
+    if "dp" in defence:
+        guarantee = defence["dp"]
+        lines += [f"Defence: DP-SGD, (ε = {guarantee['epsilon']:.3g}, δ = {guarantee['delta']:g})"
+                  f" for {guarantee['covers']} ({guarantee['accountant']} accountant; σ = "
+                  f"{guarantee['noise_multiplier']:.3g}, q = {guarantee['sampling_rate']:.3g}, "
+                  f"{guarantee['steps']} steps, C = {guarantee['clip_norm']:g}). Every shadow is "
+                  "trained with the same DP-SGD settings.", ""]
+    return lines
 
 
 def render_markdown(payload: dict) -> str:
@@ -245,7 +312,9 @@ def render_markdown(payload: dict) -> str:
     config, attacks = payload["config"], payload["attacks"]
     keys = ("precision", "recall", "auc", "advantage", "tpr_at_0.1%_fpr", "tpr_at_1%_fpr")
     lines = [f"# jaxreform attack membership: CIFAR-10, N = {config['train_size']}, "
-             f"K = {config['shadows']} shadows, reformer {config['reformer']}", "",
+             f"K = {config['shadows']} shadows, reformer {config['reformer']}"
+             + (f", DP-SGD ε = {config['dp_epsilon']:g}" if config.get("dp_epsilon") else ""),
+             "",
              f"Target (Shokri et al.'s CNN) accuracy: train "
              f"{payload['target_accuracy']['train']:.4f}, test "
              f"{payload['target_accuracy']['test']:.4f}. {payload['seconds']:.0f} s.", "",

@@ -413,6 +413,8 @@ def mi_face(
     if not isinstance(config, MIFaceConfig):
         raise ConfigError(f"config must be an MIFaceConfig, got {type(config).__name__}.")
     _validate.check_choice("outputs kind", outputs, OUTPUT_KINDS)
+    if process is not None and process_with_params is not None:
+        raise ConfigError("give process or process_with_params, not both.")
     image_shape = _check_image_shape(image_shape)
     labels = _check_labels(labels)
     num_classes = check_target_output(predict_fn, params, image_shape, outputs)
@@ -420,8 +422,6 @@ def mi_face(
         bad = labels[(labels < 0) | (labels >= num_classes)]
         raise ConfigError(f"unknown label(s) {bad.tolist()}: the target has {num_classes} "
                           f"classes, so labels must lie in [0, {num_classes - 1}].")
-    if process is not None and process_with_params is not None:
-        raise ConfigError("give process or process_with_params, not both.")
     if process_with_params is not None:
         _check_hooks(image_shape, aux_term, functools.partial(process_with_params, params))
     else:
