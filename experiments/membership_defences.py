@@ -1,4 +1,4 @@
-"""Membership inference on CIFAR-10 against clean and autoencoder-reformed targets, by size.
+"""Membership inference on CIFAR-10 against clean, autoencoder-reformed and DP-SGD targets.
 
 For each training size N and each defence, one ``jaxreform attack membership`` run
 (:func:`jaxreform.attacks.membership_job.run_membership_job`; its docstring gives the setting).
@@ -9,6 +9,11 @@ precision chart of Shokri's attack (full prediction vectors, the paper's) at the
 per defence (the paper's trend: precision falls as N grows, tracking the gap).
 
     python experiments/membership_defences.py --data-dir ../shared/data --out runs/mia-defences
+    python experiments/membership_defences.py --data-dir ../shared/data --train-sizes 500 \
+        --defences none,autoencoder,dp-sgd --dp-epsilon 8 --out runs/mia-defences --resume
+
+Defences: ``none``, ``autoencoder`` (the reformer) and ``dp-sgd`` (the target and every shadow
+trained with DP-SGD to ``--dp-epsilon``).
 
 The paper's sizes (2,500 to 15,000, 30 epochs, 16 shadows, 32/64 filters) take hours per size
 on two CPU cores; the defaults are a reduced setting. ``--resume`` reuses a run whose report
@@ -21,13 +26,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxreform import plots, report
+from jaxreform import _validate, plots, report
 from jaxreform.cli import exit_on_error
 from jaxreform.attacks import membership_job
 from jaxreform.data.cifar10 import CLASS_NAMES
 
 SHOKRI = "shokri, full vector"
 LIRA = "lira online, fixed variance"
+DEFENCES = ("none", "autoencoder", "dp-sgd")
 COLUMNS = ["N", "defence", "train accuracy", "test accuracy", "gap", "Shokri precision",
            "threshold advantage", "LiRA AUC", "LiRA TPR at 1% FPR", "seconds"]
 
@@ -51,7 +57,10 @@ def main(argv=None) -> list[list]:
     parser.add_argument("--train-sizes", default="250,500,1000",
                         help="comma-separated N (default: 250,500,1000)")
     parser.add_argument("--defences", default="none,autoencoder",
-                        help="comma-separated reformers (default: none,autoencoder)")
+                        help="comma-separated, from none, autoencoder, dp-sgd (default: "
+                             "none,autoencoder)")
+    parser.add_argument("--dp-epsilon", type=float, default=8.0,
+                        help="epsilon of the dp-sgd defence")
     parser.add_argument("--shadows", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--features", default="8,16", help="filters of the two convolutions")
@@ -63,13 +72,17 @@ def main(argv=None) -> list[list]:
     out.mkdir(parents=True, exist_ok=True)
     sizes = [int(n) for n in args.train_sizes.split(",")]
     defences = args.defences.split(",")
+    for defence in defences:
+        _validate.check_choice("defence", defence, DEFENCES)
     rows, payloads = [], {}
     for size in sizes:
         for defence in defences:
             config = membership_job.MembershipJobConfig(
                 data_dir=args.data_dir, train_size=size, shadows=args.shadows,
                 epochs=args.epochs, features=tuple(int(f) for f in args.features.split(",")),
-                reformer=defence, autoencoder_steps=args.autoencoder_steps, seed=args.seed)
+                reformer="autoencoder" if defence == "autoencoder" else "none",
+                dp_epsilon=args.dp_epsilon if defence == "dp-sgd" else None,
+                autoencoder_steps=args.autoencoder_steps, seed=args.seed)
             folder = out / f"n{size}_{defence}"
             payload = (report.matching_report(
                 folder, config, lambda p: table_row(size, defence, p)) if args.resume else None)

@@ -200,7 +200,9 @@ def matching_report(out_dir: str | os.PathLike, config, summarize=None) -> dict 
     """The report in ``out_dir`` if it was made with exactly ``config``, else None.
 
     For resumable experiment drivers: a run whose folder already holds a report of the same
-    resolved configuration (a dataclass, compared as its JSON form) need not run again.
+    resolved configuration (a dataclass, compared as its JSON form) need not run again. A
+    setting missing from the stored configuration (added to the dataclass after the report
+    was written) counts as its default value.
 
     Args:
         out_dir: A report folder.
@@ -218,7 +220,14 @@ def matching_report(out_dir: str | os.PathLike, config, summarize=None) -> dict 
     except (OSError, ValueError):  # absent, a folder, truncated, bad UTF-8 or bad JSON
         return None
     wanted = json.loads(json.dumps(_json_ready(dataclasses.asdict(config))))
-    if not isinstance(payload, dict) or payload.get("config") != wanted:
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+        return None
+    stored = dict(payload["config"])
+    # A report written before a setting existed was made with that setting's default.
+    for field in dataclasses.fields(config):
+        if field.name not in stored and field.default is not dataclasses.MISSING:
+            stored[field.name] = json.loads(json.dumps(_json_ready(field.default)))
+    if stored != wanted:
         return None
     if summarize is not None:
         try:

@@ -114,6 +114,13 @@ def test_matching_report_reuses_only_an_intact_report_of_the_same_config(tmp_pat
     assert report.matching_report(folder, Settings(epochs=4)) is None
     assert report.matching_report(folder, Settings(), lambda p: p["results"]["missing"]) is None
     assert report.matching_report(tmp_path / "absent", Settings()) is None
+
+    @dataclasses.dataclass(frozen=True)
+    class LaterSettings(Settings):  # a setting added after the report was written
+        noise: float | None = None
+
+    assert report.matching_report(folder, LaterSettings())["results"] == {"a": 1.0}
+    assert report.matching_report(folder, LaterSettings(noise=1.0)) is None
     for damaged in ("", "{\"config\": ", "[]", "\xff"):
         (folder / report.REPORT_JSON).write_text(damaged, encoding="latin-1")
         assert report.matching_report(folder, Settings()) is None
