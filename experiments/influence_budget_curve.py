@@ -15,7 +15,8 @@ the CNN), and ``--num-train`` to bound the time on a CPU.
 Usage:
     python experiments/influence_budget_curve.py --data-dir ../shared/data --out runs/curve
     python experiments/influence_budget_curve.py --data-dir ../shared/data --model cnn \
-        --num-train 6000 --curvature gauss-newton --damping 0.1 --variants one \
+        --num-train 6000 --curvature gauss-newton --damping 0.1 --hvp-chunk-size 500 \
+        --variants one \
         --budgets 0.3 0.5 1.0 --out runs/curve-cnn
 """
 
@@ -58,6 +59,8 @@ def main():
     parser.add_argument("--solver", default="cg", choices=influence.SOLVERS)
     parser.add_argument("--curvature", default="hessian", choices=influence.CURVATURES)
     parser.add_argument("--damping", type=float, default=0.0)
+    parser.add_argument("--hvp-chunk-size", type=int, default=None,
+                        help="examples per chunk of the solver's curvature products (memory)")
     parser.add_argument("--variants", nargs="+", default=["one", "per-class"],
                         choices=["one", "per-class"],
                         help="one influence direction, and/or one per class")
@@ -81,8 +84,8 @@ def main():
             variant = "per-class subspace" if per_class else "one direction"
             start = time.perf_counter()
             directions, info = reformers.InfluenceReformer(
-                per_class=per_class, model=args.model, solver=solver,
-                train_config=config).directions(key, x, y, progress=False)
+                per_class=per_class, model=args.model, solver=solver, train_config=config,
+                hvp_chunk_size=args.hvp_chunk_size).directions(key, x, y, progress=False)
             seconds[variant] = time.perf_counter() - start
             solves[variant] = {name: info[name] for name in
                                ("solver_iterations", "solver_relative_residual") if name in info}

@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--targets", nargs="+", default=["softmax", "mlp"],
+    parser.add_argument("--targets", nargs="+", default=["softmax", "mlp", "dae"],
                         choices=mi_face_targets.TARGET_KINDS)
     parser.add_argument("--max-steps", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)

@@ -144,6 +144,9 @@ def _add_run_parser(verbs) -> None:
     group.add_argument("--curvature", default="hessian",
                        help="hessian, or gauss-newton (positive semi-definite; lets CG "
                             "converge on the mlp and cnn)")
+    group.add_argument("--hvp-chunk-size", type=_positive_int, default=None,
+                       help="examples per chunk of the solver's curvature products (bounds "
+                            "memory; e.g. 500 for the cnn)")
     group.add_argument("--solver-tolerance", type=_positive_float, default=1e-4,
                        help="largest acceptable relative residual of the solve")
     group.add_argument("--cg-max-iterations", type=_positive_int, default=1000)
@@ -197,7 +200,7 @@ def _run(args) -> int:
                                                learning_rate=args.ae_learning_rate),
         influence_budget=args.budget, influence_noise=args.noise,
         influence_per_class=args.per_class, influence_l2=args.influence_l2,
-        influence_clip=args.clip,
+        influence_clip=args.clip, influence_hvp_chunk_size=args.hvp_chunk_size,
         solver=influence.SolverConfig(
             method=args.solver, damping=args.damping, tolerance=args.solver_tolerance,
             cg_max_iterations=args.cg_max_iterations, lissa_scale=args.lissa_scale,

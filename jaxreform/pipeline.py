@@ -74,6 +74,7 @@ class RunConfig:
         influence_per_class: One influence direction per class instead of one in all.
         influence_l2: L2 penalty λ of the model the influence is computed for.
         influence_clip: Keep reformed inputs in [0, 1] (alternating projections).
+        influence_hvp_chunk_size: Examples per chunk of the solver's curvature products.
         solver: Inverse-HVP solver and its settings.
         num_attack_examples: Members and, as many, non-members for the membership attack
             (None: as many as the test set, capped by the training set).
@@ -110,6 +111,7 @@ class RunConfig:
     influence_per_class: bool = False
     influence_l2: float = 0.01
     influence_clip: bool = False
+    influence_hvp_chunk_size: int | None = None
     solver: influence.SolverConfig = influence.SolverConfig(method="cg", tolerance=1e-4)
     num_attack_examples: int | None = None
     l0_tolerance: float = 0.5 / 255
@@ -168,6 +170,7 @@ class RunConfig:
                 l2_penalty=self.influence_l2, solver=self.solver,
                 train_config=self.classifier,
                 clip=(0.0, 1.0) if self.influence_clip else None,
+                hvp_chunk_size=self.influence_hvp_chunk_size,
             )
         if self.reformer == "dp-autoencoder":
             dp_training = None

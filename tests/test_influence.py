@@ -35,8 +35,9 @@ def test_hvp_matches_the_dense_hessian(tiny_problem):
     vector = jax.random.normal(jax.random.key(1), flat.shape)
     np.testing.assert_allclose(influence.flat_hvp(objective, params, (inputs, labels))(vector),
                                hessian @ vector, rtol=1e-4, atol=1e-5)
-    chunked = influence.flat_hvp(objective, params, (inputs, labels), chunk_size=100)
-    np.testing.assert_allclose(chunked(vector), hessian @ vector, rtol=1e-4, atol=1e-5)
+    for chunk_size in (100, 70):  # 300 = 3 x 100, and 4 x 70 + a remainder of 20
+        chunked = influence.flat_hvp(objective, params, (inputs, labels), chunk_size=chunk_size)
+        np.testing.assert_allclose(chunked(vector), hessian @ vector, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(hessian, hessian.T, atol=1e-5)
 
 

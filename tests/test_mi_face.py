@@ -207,6 +207,11 @@ def test_the_dae_target_is_searched_in_code_space(faces):
     assert np.all(result.costs <= one_step.costs + 1e-6)
     images = space.to_images(target.params, result.images)
     assert images.shape == (3, *SHAPE) and images.min() >= 0 and images.max() <= 1
+    clip_only = target.search_space("clip")
+    np.testing.assert_array_equal(clip_only.process_with_params(target.params, code * 3),
+                                  jnp.ones(300))
+    with pytest.raises(ConfigError, match="unknown DAE process"):
+        target.search_space("nl-means")
     with pytest.raises(ConfigError, match="not both"):
         mi_face(space.predict_fn, target.params, labels, image_shape=space.shape,
                 process=lambda z: z, process_with_params=space.process_with_params)

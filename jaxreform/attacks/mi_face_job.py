@@ -80,9 +80,9 @@ def run_target(kind, dataset, evaluator, config, key, score):
     print(f"{kind}: train error {target.train_error:.4f}, test error {target.test_error:.4f} "
           f"({target.seconds:.1f} s training)", flush=True)
     labels = np.arange(dataset.num_classes)
-    space = target.search_space()
+    paper_space = target.search_space()
 
-    def invert(mode):
+    def invert(mode, space=paper_space):
         result = mi_face.mi_face(space.predict_fn, target.params, labels,
                                  image_shape=space.shape, config=mode, outputs="logits",
                                  process_with_params=space.process_with_params)
@@ -92,15 +92,20 @@ def run_target(kind, dataset, evaluator, config, key, score):
     one_step, one_step_images = invert(mi_face.MIFaceConfig.fixed_steps(1))
     rows.append(_row(kind, "calibration: single gradient step", score(one_step_images),
                      one_step.steps, one_step.seconds, one_step.compile_seconds))
-    for name, mode in attack_modes(config).items():
-        result, images[name] = invert(mode)
+    modes = attack_modes(config)
+    if kind == "dae":  # the control: the same search with Process reduced to clipping
+        modes[f"fixed {config.max_steps} steps, Process = clip only"] = \
+            mi_face.MIFaceConfig.fixed_steps(config.max_steps)
+    for name, mode in modes.items():
+        space = target.search_space("clip" if "clip only" in name else "paper")
+        result, images[name] = invert(mode, space)
         rows.append(_row(kind, name, score(images[name]), result.steps, result.seconds,
                          result.compile_seconds))
         print(f"  {name}: {result.seconds:.1f} s, mean steps {result.steps.mean():.1f}; "
               f"identification {rows[-1]['identification_rate']:.1%}, lineup "
               f"{rows[-1]['lineup_accuracy']:.1%}", flush=True)
     summary = {"train_error": target.train_error, "test_error": target.test_error,
-               "train_seconds": target.seconds, "search_space": list(space.shape),
+               "train_seconds": target.seconds, "search_space": list(paper_space.shape),
                **target.extra}
     return summary, rows, images
 

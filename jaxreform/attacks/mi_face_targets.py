@@ -49,6 +49,7 @@ DAE_HIDDEN_UNITS = 1000
 DAE_CODE_SIZE = 300
 DAE_MASKING = 0.3
 DAE_NOISY_COPIES = 10
+DAE_PROCESSES = ("paper", "clip")
 DENOISE_SIGMA = 1.0
 SHARPEN_SIGMA = 2.0
 SHARPEN_AMOUNT = 1.0
@@ -190,14 +191,21 @@ class FaceTarget:
     input_shape: tuple[int, ...] = ()
     extra: dict = dataclasses.field(default_factory=dict)
 
-    def search_space(self) -> SearchSpace:
-        """Pixel space for softmax and the MLP; the code space for the DAE."""
+    def search_space(self, dae_process: str = "paper") -> SearchSpace:
+        """Pixel space for softmax and the MLP; the code space for the DAE.
+
+        Args:
+            dae_process: The DAE's Process: ``"paper"`` (decode, denoise, sharpen,
+                re-encode) or ``"clip"`` (only keep the code in [0, 1], as the sigmoid code
+                layer does), a control that shows what the paper's Process costs the search.
+        """
+        _validate.check_choice("DAE process", dae_process, DAE_PROCESSES)
         if self.kind != "dae":
             return SearchSpace(predict_fn=self.module.apply, shape=self.input_shape,
                                process_with_params=_pixel_process, to_images=_pixel_images)
         module = self.module
 
-        def process(params, code):
+        def paper_process(params, code):
             image = module.apply(params, code[None], method="decode")[0]
             return module.apply(params, denoise_and_sharpen(image)[None], method="encode")[0]
 
@@ -206,7 +214,9 @@ class FaceTarget:
 
         return SearchSpace(
             predict_fn=functools.partial(module.apply, method="code_logits"),
-            shape=(module.code_size,), process_with_params=process, to_images=to_images)
+            shape=(module.code_size,),
+            process_with_params=paper_process if dae_process == "paper" else _pixel_process,
+            to_images=to_images)
 
 
 def make_target_module(kind: str, num_classes: int, *, hidden_units: int = MLP_HIDDEN_UNITS,

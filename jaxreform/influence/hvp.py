@@ -65,10 +65,9 @@ def flat_hvp(objective: Objective, params: Params, data: tuple, *,
         objective: ``objective(params, batch) -> []``, a mean over the batch (+ regulariser).
         params: Where the Hessian is taken.
         data: Tuple of ``[n, ...]`` arrays.
-        chunk_size: If given (and dividing n), the HVP is averaged over chunks of this many
-            examples with ``lax.map``, so memory grows with the chunk, not with n. The mean of
-            chunk means equals the full mean only when every chunk has the same size, hence
-            the divisibility requirement.
+        chunk_size: If given, the HVP is averaged over chunks of this many examples with
+            ``lax.map`` (and one smaller chunk for the remainder, weighted by its size), so
+            memory grows with the chunk, not with n.
     """
     return flat_matvec(lambda p, batch, tangent: hvp(objective, p, batch, tangent), params,
                        data, chunk_size=chunk_size)
@@ -85,19 +84,24 @@ def flat_matvec(product: Callable[[Params, tuple, Params], Params], params: Para
     """
     _, unravel = ravel_pytree(params)
     n = data[0].shape[0]
+
+    def flat_product(batch, tangent):
+        return ravel_pytree(product(params, batch, tangent))[0]
+
     if chunk_size is None or chunk_size >= n:
-        def matvec(vector):
-            return ravel_pytree(product(params, data, unravel(vector)))[0]
-        return matvec
-    if n % chunk_size:
-        raise ValueError(f"chunk_size={chunk_size} must divide the {n} examples.")
-    chunks = tuple(a.reshape(n // chunk_size, chunk_size, *a.shape[1:]) for a in data)
+        return lambda vector: flat_product(data, unravel(vector))
+    whole = n - n % chunk_size
+    chunks = tuple(a[:whole].reshape(whole // chunk_size, chunk_size, *a.shape[1:])
+                   for a in data)
+    rest = tuple(a[whole:] for a in data)
 
     def chunked_matvec(vector):
         tangent = unravel(vector)
-        products = jax.lax.map(lambda batch: ravel_pytree(
-            product(params, batch, tangent))[0], chunks)
-        return products.mean(axis=0)
+        total = jax.lax.map(lambda batch: flat_product(batch, tangent), chunks).sum(axis=0)
+        total = total * chunk_size
+        if whole < n:  # the remainder is one smaller batch, weighted by its size
+            total = total + (n - whole) * flat_product(rest, tangent)
+        return total / n
 
     return chunked_matvec
 

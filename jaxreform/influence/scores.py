@@ -134,7 +134,8 @@ def inverse_hvp(key: jax.Array, example_loss: ExampleLoss, params: Params, train
         rhs: ``[p]`` or ``[p, r]``.
         config: Solver and its settings.
         l2_penalty: λ of the training objective.
-        hvp_chunk_size: Examples per HVP chunk (bounded memory); must divide n.
+        hvp_chunk_size: Examples per HVP chunk (bounded memory; any size, see
+            :func:`~jaxreform.influence.flat_matvec`).
 
     Returns:
         ``(x, report)``, x shaped like ``rhs``. Call :func:`solvers.check_report` (or use

@@ -65,7 +65,10 @@ class InfluenceReformer:
         validation_fraction: Share of the training data held out as the reference set.
         train_config: How the influence model is trained.
         clip: Valid input range, e.g. ``(0.0, 1.0)``; None leaves values unclipped.
-        chunk_size: Examples per vmapped chunk (memory).
+        chunk_size: Examples per vmapped chunk of the input gradients (memory).
+        hvp_chunk_size: Examples per chunk of the curvature products in the solve; None
+            takes all at once (fine for softmax regression, too much memory for a CNN on
+            thousands of images: its patches alone take gigabytes).
     """
 
     name: str = dataclasses.field(default="influence", init=False)
@@ -80,6 +83,7 @@ class InfluenceReformer:
                                                         learning_rate=1e-3)
     clip: tuple[float, float] | None = None
     chunk_size: int = 512
+    hvp_chunk_size: int | None = None
 
     def __post_init__(self):
         _validate.check_finite_numbers(budget=self.budget, l2_penalty=self.l2_penalty)
@@ -118,7 +122,7 @@ class InfluenceReformer:
             num_classes=num_classes if self.per_class else None)
         s_ref, report = influence.checked_inverse_hvp(
             solve_key, example_loss, trained, (fit_x, fit_y), gradient, self.solver,
-            l2_penalty=self.l2_penalty)
+            l2_penalty=self.l2_penalty, hvp_chunk_size=self.hvp_chunk_size)
         directions = influence.influence_input_gradients(
             example_loss, trained, inputs, labels, s_ref, chunk_size=self.chunk_size)
         info = {
