@@ -278,8 +278,8 @@ def _add_attack_parser(verbs) -> None:
                            help="att_faces (the paper's targets) or mnist (the seed's defence "
                                 "experiment: softmax on clean and on reformed digits)")
     inversion.add_argument("--reformer", default=None,
-                           help="mnist only: comma-separated targets from none, autoencoder "
-                                "(default: both)")
+                           help="mnist only: comma-separated targets from none, autoencoder, "
+                                "influence (default: none,autoencoder,influence)")
     inversion.add_argument("--target", action="append", default=None,
                            help="softmax, mlp or dae (the stacked denoising autoencoder, "
                                 "searched in code space); repeat for several (default: "
@@ -486,7 +486,7 @@ def _attack_mi_face(args) -> int:
 def _attack_mi_face_digits(args) -> int:
     from jaxreform.attacks import mi_face_digits
 
-    reformers = tuple((args.reformer or "none,autoencoder").split(","))
+    reformers = tuple((args.reformer or "none,autoencoder,influence").split(","))
     config = mi_face_digits.DigitsJobConfig(data_dir=args.data_dir, reformers=reformers,
                                             max_steps=args.max_steps, seed=args.seed)
     payload = mi_face_digits.run_mi_face_digits_job(config, args.out, overwrite=args.overwrite)

@@ -247,7 +247,7 @@ def test_attack_mi_face_on_clean_and_reformed_digits(tmp_path, no_data_env):
     assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--max-steps", "100",
                      "--out", str(out)]) == 0
     payload = json.loads((out / "report.json").read_text())
-    assert set(payload["targets"]) == {"none", "autoencoder"}
+    assert set(payload["targets"]) == {"none", "autoencoder", "influence"}
     # The class means are what the judge should recognise; blank images are not digits.
     assert payload["calibration"]["class-mean images"]["identification"] >= 0.8
     assert payload["calibration"]["blank image"]["identification"] <= 0.2
@@ -256,7 +256,7 @@ def test_attack_mi_face_on_clean_and_reformed_digits(tmp_path, no_data_env):
         assert target["modes"]["fixed 100 steps"]["mean steps"] == 100
         assert target["modes"]["one gradient step"]["mean steps"] == 1
     assert (out / "reconstructions.png").stat().st_size > 0
-    assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--reformer", "influence",
+    assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--reformer", "gan",
                      "--out", str(tmp_path / "bad")]) == 2
 
 

@@ -37,7 +37,8 @@ from jaxreform.attacks import mi_face  # noqa: E402
 from jaxreform.attacks.mi_face_eval import person_mean_images, ssim  # noqa: E402
 from jaxreform.reformers import make_reformer  # noqa: E402
 
-REFORMERS = ("none", "autoencoder")
+REFORMERS = ("none", "autoencoder", "influence")
+INFLUENCE_BUDGET = 0.3
 SCORES = ("identification", "judge confidence", "SSIM to class mean", "MSE to class mean")
 
 
@@ -47,7 +48,10 @@ class DigitsJobConfig:
 
     Attributes:
         data_dir: Folder holding MNIST (None: ``$JAXREFORM_DATA_DIR`` or the embedded subset).
-        reformers: The targets: ``"none"`` (clean) and/or ``"autoencoder"``.
+        reformers: The targets: ``"none"`` (clean), ``"autoencoder"`` (classifier ∘
+            encoder, trained on codes) and/or ``"influence"`` (trained on digits moved by
+            noise orthogonal to their influence directions, at ``INFLUENCE_BUDGET`` relative
+            L2 change and clipped to [0, 1]; deployed on raw images).
         epochs: Epochs of each softmax target (and of the autoencoder).
         max_steps: α of the paper mode, and the step count of the fixed mode.
         judge_epochs: Epochs of the judge CNN.
@@ -80,15 +84,17 @@ def train_target(key, reformer: str, train_set, test_set, epochs: int):
     module = models.SoftmaxRegression(num_classes=10)
     inputs, labels = train_set
     encode = _identity
+    settings = {"train_config": train.TrainConfig(epochs=epochs, batch_size=128)}
+    if reformer == "influence":
+        settings.update(budget=INFLUENCE_BUDGET, clip=(0.0, 1.0))
     if reformer != "none":
-        fitted = make_reformer(reformer, train_config=train.TrainConfig(
-            epochs=epochs, batch_size=128)).fit(jax.random.fold_in(key, 2), inputs,
-                                                progress=False)
+        fitted = make_reformer(reformer, **settings).fit(jax.random.fold_in(key, 2), inputs,
+                                                         labels, progress=False)
         inputs = fitted.reformed_train
+    if reformer == "autoencoder":
         encode = functools.partial(fitted.autoencoder.apply, fitted.encoder_params,
                                    method="encode")
-    params = train.fit_classifier(key, module, inputs, labels,
-                                    train.TrainConfig(epochs=epochs, batch_size=128))
+    params = train.fit_classifier(key, module, inputs, labels, settings["train_config"])
 
     def predict(p, images):
         return module.apply(p, encode(images))
