@@ -1,4 +1,4 @@
-"""Membership inference on CIFAR-10 against clean, autoencoder-reformed and DP-SGD targets.
+"""Membership inference on CIFAR-10 against clean, reformed and DP-SGD targets, by size.
 
 For each training size N and each defence, one ``jaxreform attack membership`` run
 (:func:`jaxreform.attacks.membership_job.run_membership_job`; its docstring gives the setting).
@@ -10,10 +10,10 @@ per defence (the paper's trend: precision falls as N grows, tracking the gap).
 
     python experiments/membership_defences.py --data-dir ../shared/data --out runs/mia-defences
     python experiments/membership_defences.py --data-dir ../shared/data --train-sizes 500 \
-        --defences none,autoencoder,dp-sgd --dp-epsilon 8 --out runs/mia-defences --resume
+        --defences none,autoencoder,influence,dp-sgd --dp-epsilon 8 --out runs/mia-defences --resume
 
-Defences: ``none``, ``autoencoder`` (the reformer) and ``dp-sgd`` (the target and every shadow
-trained with DP-SGD to ``--dp-epsilon``).
+Defences: ``none``, ``autoencoder`` and ``influence`` (the reformers) and ``dp-sgd`` (the
+target and every shadow trained with DP-SGD to ``--dp-epsilon``).
 
 The paper's sizes (2,500 to 15,000, 30 epochs, 16 shadows, 32/64 filters) take hours per size
 on two CPU cores; the defaults are a reduced setting. ``--resume`` reuses a run whose report
@@ -33,7 +33,7 @@ from jaxreform.data.cifar10 import CLASS_NAMES
 
 SHOKRI = "shokri, full vector"
 LIRA = "lira online, fixed variance"
-DEFENCES = ("none", "autoencoder", "dp-sgd")
+DEFENCES = ("none", "autoencoder", "influence", "dp-sgd")
 COLUMNS = ["N", "defence", "train accuracy", "test accuracy", "gap", "Shokri precision",
            "threshold advantage", "LiRA AUC", "LiRA TPR at 1% FPR", "seconds"]
 
@@ -57,8 +57,8 @@ def main(argv=None) -> list[list]:
     parser.add_argument("--train-sizes", default="250,500,1000",
                         help="comma-separated N (default: 250,500,1000)")
     parser.add_argument("--defences", default="none,autoencoder",
-                        help="comma-separated, from none, autoencoder, dp-sgd (default: "
-                             "none,autoencoder)")
+                        help="comma-separated, from none, autoencoder, influence, dp-sgd "
+                             "(default: none,autoencoder)")
     parser.add_argument("--dp-epsilon", type=float, default=8.0,
                         help="epsilon of the dp-sgd defence")
     parser.add_argument("--shadows", type=int, default=8)
@@ -80,7 +80,7 @@ def main(argv=None) -> list[list]:
             config = membership_job.MembershipJobConfig(
                 data_dir=args.data_dir, train_size=size, shadows=args.shadows,
                 epochs=args.epochs, features=tuple(int(f) for f in args.features.split(",")),
-                reformer="autoencoder" if defence == "autoencoder" else "none",
+                reformer="none" if defence == "dp-sgd" else defence,
                 dp_epsilon=args.dp_epsilon if defence == "dp-sgd" else None,
                 autoencoder_steps=args.autoencoder_steps, seed=args.seed)
             folder = out / f"n{size}_{defence}"

@@ -305,8 +305,11 @@ def _add_attack_parser(verbs) -> None:
     membership.add_argument("--dataset", default="cifar10", help="cifar10")
     membership.add_argument("--method", default="all", help="all, threshold, lira or shokri")
     membership.add_argument("--reformer", default="none",
-                            help="none, or autoencoder: the target trains on the codes of a "
-                                 "conv autoencoder fitted on its members")
+                            help="none; autoencoder: the target trains on the codes of a "
+                                 "conv autoencoder fitted on its members; influence: every "
+                                 "model trains on influence-orthogonal noisy images")
+    membership.add_argument("--budget", type=_positive_float, default=0.3,
+                            help="influence: relative L2 change of each training image")
     membership.add_argument("--autoencoder-steps", type=_positive_int, default=400,
                             help="training steps of the defence's autoencoder")
     membership.add_argument("--dp-epsilon", type=_positive_float, default=None,
@@ -449,7 +452,8 @@ def _attack_membership(args) -> int:
         shadows=args.shadows, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, features=args.features, flip=args.flip,
         shokri_disjoint=args.shokri_disjoint, reformer=args.reformer,
-        autoencoder_steps=args.autoencoder_steps, dp_epsilon=args.dp_epsilon,
+        autoencoder_steps=args.autoencoder_steps, influence_budget=args.budget,
+        dp_epsilon=args.dp_epsilon,
         dp_delta=args.dp_delta, dp_clip_norm=args.dp_clip_norm, seed=args.seed)
     payload = membership_job.run_membership_job(config, args.out, overwrite=args.overwrite)
     for name, metrics in payload["attacks"].items():

@@ -273,8 +273,8 @@ def test_attack_membership_writes_a_report(shared_data_dir, tmp_path, capsys):
     for metrics in payload["attacks"].values():
         assert 0.0 <= metrics["auc"] <= 1.0 and len(metrics["class_precision"]) == 10
     for arguments, message in ((["--shadows", "3"], "shadows must be even"),
-                               (["--reformer", "influence"],
-                                "unknown reformer for membership inference 'influence'"),
+                               (["--reformer", "gan"],
+                                "unknown reformer for membership inference 'gan'"),
                                (["--method", "gan"], "unknown membership method 'gan'"),
                                (["--train-size", "40000"], "needs 80000 candidates")):
         assert cli.main(["attack", "membership", "--data-dir", str(shared_data_dir), "--out",

@@ -224,3 +224,27 @@ def test_bad_input_is_refused(trained, cifar):
         mia.stacked_logits(trained["model"].apply, trained["params"], x, strategy="pmap")
     with pytest.raises(ConfigError, match="even"):
         mia.lira_masks(jax.random.key(0), 10, 3)
+
+
+def test_influence_defence_reforms_each_models_own_training_set(cifar):
+    from jaxreform.attacks import membership_job
+
+    inputs, labels = cifar
+    pool = (inputs[:200], labels[:200])
+    masks = mia.lira_masks(jax.random.key(0), 200, 4)[:3]
+    config = membership_job.MembershipJobConfig(train_size=100, shadows=2,
+                                                reformer="influence", influence_budget=0.3)
+    (reformed, reformed_labels), index, info = membership_job.influence_training_sets(
+        jax.random.key(1), pool, masks, config)
+    assert reformed.shape == (300, 32, 32, 3) and index.shape == (3, 100)
+    for m, rows in enumerate(mia.mask_to_index(masks)):
+        block = reformed[index[m]]
+        np.testing.assert_array_equal(reformed_labels[index[m]], pool[1][rows])
+        change = (np.linalg.norm((block - pool[0][rows]).reshape(100, -1), axis=1)
+                  / np.linalg.norm(pool[0][rows].reshape(100, -1), axis=1))
+        # Clipping to [0, 1] may trim the step a little; the budget is met on average.
+        assert np.mean(change) == pytest.approx(0.3, abs=0.03)
+        assert block.min() >= 0.0 and block.max() <= 1.0
+    assert info["reformer"] == "influence" and info["residual_cosine_max"] < 1e-3
+    with pytest.raises(ConfigError, match="shokri_disjoint"):
+        membership_job.MembershipJobConfig(reformer="influence", shokri_disjoint=True)

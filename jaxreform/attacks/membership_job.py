@@ -29,8 +29,13 @@ trained with the same DP-SGD settings; the K + 1 runs go one after another (each
 step per lot; on CPU the loop is the library's many-model strategy for CNNs anyway). Combined
 with ``reformer="autoencoder"``, DP-SGD trains on the codes.
 
-Not yet: influence-reformed targets (the reformer needs an inverse-HVP of the CIFAR-10 CNN
-for every target and shadow).
+Defence (``reformer="influence"``): every model's training images are moved by noise
+orthogonal to their influence directions (:class:`~jaxreform.reformers.InfluenceReformer` with
+softmax regression as the influence model, the seed's choice, clipped to [0, 1]) at
+``influence_budget`` relative L2 change. The data owner fits the reformer on the target's
+members; the attacker fits it on each shadow's training set, so the shadows mimic the
+target's training. The deployed model reads raw images, and the attacks query the original
+(unreformed) images, which are the records the attacker holds.
 """
 
 from __future__ import annotations
@@ -52,11 +57,12 @@ from jaxreform.attacks.membership_models import ShokriCifarCNN
 from jaxreform.data.cifar10 import CLASS_NAMES, load_cifar10
 from jaxreform.errors import ConfigError
 from jaxreform.metrics import summarize_distances
+from jaxreform.reformers import InfluenceReformer
 from jaxreform.reformers import autoencoder as ae
 from jaxreform.train import TrainConfig, accuracy, per_example_losses
 
 METHODS = ("all", "threshold", "lira", "shokri")
-REFORMERS = ("none", "autoencoder")
+REFORMERS = ("none", "autoencoder", "influence")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,11 +78,13 @@ class MembershipJobConfig:
         features: Filters of the target CNN's two convolutions.
         flip: LiRA: also query mirrored images.
         shokri_disjoint: Train Shokri's shadows on test-split images (K more models).
-        reformer: ``"none"`` or ``"autoencoder"`` (the defence; see the module docstring).
+        reformer: ``"none"``, ``"autoencoder"`` or ``"influence"`` (the defences; see the
+            module docstring).
         autoencoder_steps: Adam steps of the defence's autoencoder (batch 128; rounded up to
             whole epochs over the members). Counted in steps because the members are few: 5
             epochs over 250 images are 10 steps, which leaves the codes near their
             initialisation and the target unable to learn from them.
+        influence_budget: Relative L2 change of the influence defence.
         dp_epsilon: If set, the target and every shadow train with DP-SGD to this ε (the
             defence; see the module docstring), for ``epochs`` epochs with lots of
             ``batch_size`` and Adam at ``learning_rate``.
@@ -97,6 +105,7 @@ class MembershipJobConfig:
     shokri_disjoint: bool = False
     reformer: str = "none"
     autoencoder_steps: int = 400
+    influence_budget: float = 0.3
     dp_epsilon: float | None = None
     dp_delta: float = 1e-5
     dp_clip_norm: float = 1.0
@@ -105,6 +114,10 @@ class MembershipJobConfig:
     def __post_init__(self):
         _validate.check_choice("membership method", self.method, METHODS)
         _validate.check_choice("reformer for membership inference", self.reformer, REFORMERS)
+        _validate.check_positive(influence_budget=self.influence_budget)
+        if self.reformer == "influence" and self.shokri_disjoint:
+            raise ConfigError("shokri_disjoint trains extra shadows on test images, which the "
+                              "influence defence would have to reform as well; not supported.")
         _validate.check_integers(autoencoder_steps=self.autoencoder_steps)
         _validate.check_positive(autoencoder_steps=self.autoencoder_steps)
         _validate.check_integers(train_size=self.train_size, shadows=self.shadows,
@@ -164,11 +177,45 @@ def train_stack(key, model, params, inputs, labels, index, config: MembershipJob
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trained), plans
 
 
-def train_target_and_shadows(key, model, pool, masks, config: MembershipJobConfig):
-    """Returns (stacked params [K + 1], target first; DP plans or None)."""
+def train_target_and_shadows(key, model, pool, masks, config: MembershipJobConfig,
+                             training=None):
+    """Returns (stacked params [K + 1], target first; DP plans or None).
+
+    ``training``: optional ``((inputs, labels), index [K + 1, N])`` the models train on
+    instead of ``pool`` and ``masks`` (the influence defence's per-model reformed sets).
+    """
     params = mia.init_stacked(jax.random.fold_in(key, 1), model, pool[0][:1], len(masks))
-    return train_stack(jax.random.fold_in(key, 2), model, params, *pool,
-                       mia.mask_to_index(masks), config)
+    (inputs, labels), index = training or (pool, mia.mask_to_index(masks))
+    return train_stack(jax.random.fold_in(key, 2), model, params, inputs, labels, index,
+                       config)
+
+
+def influence_training_sets(key, pool, masks, config: MembershipJobConfig):
+    """Each model's training set, reformed by an influence reformer fitted on that set.
+
+    Returns:
+        ``((inputs [(K + 1)·N, ...], labels), index [K + 1, N], info)``: model m trains on
+        rows ``m·N .. (m + 1)·N - 1``.
+    """
+    inputs, labels = pool
+    index = mia.mask_to_index(masks)
+    reformer = InfluenceReformer(
+        model="softmax", budget=config.influence_budget, clip=(0.0, 1.0),
+        train_config=TrainConfig(epochs=10, batch_size=min(128, index.shape[1] // 2)))
+    start = time.perf_counter()
+    blocks, cosines = [], []
+    for m, rows in enumerate(tqdm(index, desc="influence reformer per model", leave=False)):
+        fitted = reformer.fit(jax.random.fold_in(key, m), jnp.asarray(inputs[rows]),
+                              jnp.asarray(labels[rows]), progress=False)
+        blocks.append(np.asarray(fitted.reformed_train))
+        cosines.append(fitted.info.get("residual_cosine_max", 0.0))
+    info = {"reformer": "influence", "budget": config.influence_budget,
+            "influence_model": "softmax", "clip": [0.0, 1.0],
+            "residual_cosine_max": float(max(cosines)),
+            "seconds": time.perf_counter() - start,
+            "member_distances": summarize_distances(inputs[index[0]], blocks[0])}
+    reformed_index = np.arange(index.size).reshape(index.shape)
+    return (np.concatenate(blocks), labels[index.reshape(-1)]), reformed_index, info
 
 
 def _shokri(key, model, params, masks, pool, test, target, config):
@@ -218,7 +265,7 @@ def run_attacks(key, model, params, masks, pool, test, config):
 def _apply_defence(key, pool, test, members, config: MembershipJobConfig):
     """Returns (pool, test, defence info) as the target and shadows see them: the images
     themselves, or the codes of an autoencoder fitted on the target's members only."""
-    if config.reformer == "none":
+    if config.reformer in ("none", "influence"):  # influence: see influence_training_sets
         return pool, test, {"reformer": "none"}
     batch_size = min(128, config.train_size)
     epochs = math.ceil(config.autoencoder_steps / math.ceil(config.train_size / batch_size))
@@ -250,7 +297,12 @@ def run(config: MembershipJobConfig, out: Path) -> dict:
     masks = draw_masks(key, len(pool[1]), config)
     pool, test, defence = _apply_defence(jax.random.fold_in(key, 20), pool, test, masks[0],
                                          config)
-    params, plans = train_target_and_shadows(key, model, pool, masks, config)
+    training = None
+    if config.reformer == "influence":
+        reformed, index, defence = influence_training_sets(jax.random.fold_in(key, 20), pool,
+                                                           masks, config)
+        training = (reformed, index)
+    params, plans = train_target_and_shadows(key, model, pool, masks, config, training)
     if plans is not None:
         defence["dp"] = {"covers": "each member of the target's training set",
                          "epsilon": plans[0].epsilon, "delta": config.dp_delta,
@@ -289,7 +341,15 @@ def run_membership_job(config: MembershipJobConfig, out_dir, *, overwrite: bool 
 
 def _defence_lines(defence: dict) -> list[str]:
     lines = []
-    if defence["reformer"] != "none":
+    if defence["reformer"] == "influence":
+        change = defence["member_distances"]["l2"]["mean"]
+        lines += [f"Defence: every model trains on its images moved by noise orthogonal to their "
+                  f"influence directions (softmax influence model, budget "
+                  f"{defence['budget']:g}, clipped to [0, 1]; mean relative L2 change of the "
+                  f"members {change:.3f}, largest residual |cosine| "
+                  f"{defence['residual_cosine_max']:.2g}; {defence['seconds']:.0f} s). The "
+                  "attacks query the original images.", ""]
+    elif defence["reformer"] != "none":
         change = defence["member_distances"]["l2"]["mean"]
         lines += [f"Defence: the target and the shadows train on the codes of a convolutional "
                   f"autoencoder {tuple(defence['hidden_sizes'])} fitted on the target's members "
