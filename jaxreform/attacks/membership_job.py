@@ -341,16 +341,16 @@ def run_membership_job(config: MembershipJobConfig, out_dir, *, overwrite: bool 
 
 def _defence_lines(defence: dict) -> list[str]:
     lines = []
-    if defence["reformer"] == "influence":
+    if defence["reformer"] != "none":
         change = defence["member_distances"]["l2"]["mean"]
+    if defence["reformer"] == "influence":
         lines += [f"Defence: every model trains on its images moved by noise orthogonal to their "
                   f"influence directions (softmax influence model, budget "
                   f"{defence['budget']:g}, clipped to [0, 1]; mean relative L2 change of the "
                   f"members {change:.3f}, largest residual |cosine| "
                   f"{defence['residual_cosine_max']:.2g}; {defence['seconds']:.0f} s). The "
                   "attacks query the original images.", ""]
-    elif defence["reformer"] != "none":
-        change = defence["member_distances"]["l2"]["mean"]
+    elif defence["reformer"] == "autoencoder":
         lines += [f"Defence: the target and the shadows train on the codes of a convolutional "
                   f"autoencoder {tuple(defence['hidden_sizes'])} fitted on the target's members "
                   f"only ({defence['train_config']['epochs']} epochs, "
