@@ -286,10 +286,12 @@ def _add_attack_parser(verbs) -> None:
                                 "softmax)")
     inversion.add_argument("--max-steps", type=_positive_int, default=5000,
                            help="alpha: most gradient steps per label")
-    inversion.add_argument("--target-confidence", type=float, default=0.99,
-                           help="stop level of the confidence-target mode")
-    inversion.add_argument("--lineups", type=_positive_int, default=200,
-                           help="five-face lineups per measurement")
+    inversion.add_argument("--target-confidence", type=float, default=None,
+                           help="att_faces only: stop level of the confidence-target mode "
+                                "(default: 0.99)")
+    inversion.add_argument("--lineups", type=_positive_int, default=None,
+                           help="att_faces only: five-face lineups per measurement "
+                                "(default: 200)")
     inversion.add_argument("--out", required=True, help="report folder to create")
     inversion.add_argument("--overwrite", action="store_true")
     _add_data_arguments(inversion)
@@ -476,8 +478,9 @@ def _attack_mi_face(args) -> int:
                           "the AT&T targets are trained on clean faces.")
     config = mi_face_job.ExperimentConfig(
         data_dir=args.data_dir, targets=tuple(args.target or ["softmax"]),
-        max_steps=args.max_steps, target_confidence=args.target_confidence,
-        num_lineups=args.lineups, seed=args.seed)
+        max_steps=args.max_steps,
+        target_confidence=0.99 if args.target_confidence is None else args.target_confidence,
+        num_lineups=200 if args.lineups is None else args.lineups, seed=args.seed)
     payload = mi_face_job.run_mi_face_job(config, args.out, overwrite=args.overwrite)
     for row in payload["rows"]:
         if row["target"] != "calibration":
@@ -489,7 +492,15 @@ def _attack_mi_face(args) -> int:
 
 def _attack_mi_face_digits(args) -> int:
     from jaxreform.attacks import mi_face_digits
+    from jaxreform.errors import ConfigError
 
+    ignored = [flag for flag, value in (("--target", args.target), ("--lineups", args.lineups),
+                                        ("--target-confidence", args.target_confidence))
+               if value is not None]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} appl{'ies' if len(ignored) == 1 else 'y'} to "
+                          "--dataset att_faces; the MNIST experiment attacks softmax targets "
+                          "(choose them with --reformer) in fixed-step and paper modes.")
     reformers = tuple((args.reformer or "none,autoencoder,influence").split(","))
     config = mi_face_digits.DigitsJobConfig(data_dir=args.data_dir, reformers=reformers,
                                             max_steps=args.max_steps, seed=args.seed)

@@ -196,13 +196,31 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _with_defaults(stored, config):
+    """``stored`` (a config's JSON form) with the settings it lacks filled in with their
+    defaults, at every level of nested dataclass settings. A report written before a setting
+    existed was made with that setting's default."""
+    if not (dataclasses.is_dataclass(config) and isinstance(stored, dict)):
+        return stored
+    filled = dict(stored)
+    for field in dataclasses.fields(config):
+        if field.name in filled:
+            filled[field.name] = _with_defaults(filled[field.name],
+                                                getattr(config, field.name))
+        elif field.default is not dataclasses.MISSING:
+            filled[field.name] = json.loads(json.dumps(_json_ready(field.default)))
+        elif field.default_factory is not dataclasses.MISSING:
+            filled[field.name] = json.loads(json.dumps(_json_ready(field.default_factory())))
+    return filled
+
+
 def matching_report(out_dir: str | os.PathLike, config, summarize=None) -> dict | None:
     """The report in ``out_dir`` if it was made with exactly ``config``, else None.
 
     For resumable experiment drivers: a run whose folder already holds a report of the same
     resolved configuration (a dataclass, compared as its JSON form) need not run again. A
     setting missing from the stored configuration (added to the dataclass after the report
-    was written) counts as its default value.
+    was written), at any level of nested dataclass settings, counts as its default value.
 
     Args:
         out_dir: A report folder.
@@ -222,12 +240,7 @@ def matching_report(out_dir: str | os.PathLike, config, summarize=None) -> dict 
     wanted = json.loads(json.dumps(_json_ready(dataclasses.asdict(config))))
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
         return None
-    stored = dict(payload["config"])
-    # A report written before a setting existed was made with that setting's default.
-    for field in dataclasses.fields(config):
-        if field.name not in stored and field.default is not dataclasses.MISSING:
-            stored[field.name] = json.loads(json.dumps(_json_ready(field.default)))
-    if stored != wanted:
+    if _with_defaults(payload["config"], config) != wanted:
         return None
     if summarize is not None:
         try:

@@ -256,8 +256,11 @@ def test_attack_mi_face_on_clean_and_reformed_digits(tmp_path, no_data_env):
         assert target["modes"]["fixed 100 steps"]["mean steps"] == 100
         assert target["modes"]["one gradient step"]["mean steps"] == 1
     assert (out / "reconstructions.png").stat().st_size > 0
-    assert cli.main(["attack", "mi-face", "--dataset", "mnist", "--reformer", "gan",
-                     "--out", str(tmp_path / "bad")]) == 2
+    for arguments in (["--reformer", "gan"], ["--reformer", "none,none"], ["--lineups", "5"],
+                      ["--target", "dae"]):
+        assert cli.main(["attack", "mi-face", "--dataset", "mnist", *arguments,
+                         "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

@@ -121,6 +121,21 @@ def test_matching_report_reuses_only_an_intact_report_of_the_same_config(tmp_pat
 
     assert report.matching_report(folder, LaterSettings())["results"] == {"a": 1.0}
     assert report.matching_report(folder, LaterSettings(noise=1.0)) is None
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:  # the same rule inside nested settings
+        inner: Settings = Settings()
+
+    @dataclasses.dataclass(frozen=True)
+    class LaterOuter:
+        inner: LaterSettings = LaterSettings()
+
+    nested = tmp_path / "nested"
+    with report.report_folder(nested, overwrite=False) as staging:
+        report.write_json(staging / report.REPORT_JSON,
+                          {"config": dataclasses.asdict(Outer()), "results": {}})
+    assert report.matching_report(nested, LaterOuter()) is not None
+    assert report.matching_report(nested, LaterOuter(LaterSettings(noise=2.0))) is None
     for damaged in ("", "{\"config\": ", "[]", "\xff"):
         (folder / report.REPORT_JSON).write_text(damaged, encoding="latin-1")
         assert report.matching_report(folder, Settings()) is None

@@ -63,6 +63,7 @@ from jaxreform.train import TrainConfig, accuracy, per_example_losses
 
 METHODS = ("all", "threshold", "lira", "shokri")
 REFORMERS = ("none", "autoencoder", "influence")
+MIN_INFLUENCE_MEMBERS = 20
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,9 +116,6 @@ class MembershipJobConfig:
         _validate.check_choice("membership method", self.method, METHODS)
         _validate.check_choice("reformer for membership inference", self.reformer, REFORMERS)
         _validate.check_positive(influence_budget=self.influence_budget)
-        if self.reformer == "influence" and self.shokri_disjoint:
-            raise ConfigError("shokri_disjoint trains extra shadows on test images, which the "
-                              "influence defence would have to reform as well; not supported.")
         _validate.check_integers(autoencoder_steps=self.autoencoder_steps)
         _validate.check_positive(autoencoder_steps=self.autoencoder_steps)
         _validate.check_integers(train_size=self.train_size, shadows=self.shadows,
@@ -125,6 +123,20 @@ class MembershipJobConfig:
         _validate.check_positive(train_size=self.train_size, shadows=self.shadows,
                                  epochs=self.epochs, batch_size=self.batch_size,
                                  learning_rate=self.learning_rate)
+        if self.batch_size > self.train_size:
+            raise ConfigError(f"batch_size={self.batch_size} exceeds the {self.train_size} "
+                              "examples each model trains on; lower --batch-size.")
+        if self.reformer == "influence":
+            InfluenceReformer(budget=self.influence_budget)  # refuses a bad budget now
+            if self.train_size < MIN_INFLUENCE_MEMBERS:
+                raise ConfigError(f"the influence defence needs train_size >= "
+                                  f"{MIN_INFLUENCE_MEMBERS}: its influence model holds out 10% "
+                                  f"of each training set as the reference, got "
+                                  f"{self.train_size}.")
+            if self.shokri_disjoint:
+                raise ConfigError("shokri_disjoint trains extra shadows on test images, which "
+                                  "the influence defence would have to reform as well; not "
+                                  "supported.")
         if self.dp_epsilon is not None:
             # Checks ε, δ and C the way the DP-SGD run will (δ against N comes at plan time).
             self.dp_config()
@@ -202,6 +214,7 @@ def influence_training_sets(key, pool, masks, config: MembershipJobConfig):
     reformer = InfluenceReformer(
         model="softmax", budget=config.influence_budget, clip=(0.0, 1.0),
         train_config=TrainConfig(epochs=10, batch_size=min(128, index.shape[1] // 2)))
+    # (train_size >= MIN_INFLUENCE_MEMBERS keeps that batch at least 10.)
     start = time.perf_counter()
     blocks, cosines = [], []
     for m, rows in enumerate(tqdm(index, desc="influence reformer per model", leave=False)):
@@ -304,7 +317,10 @@ def run(config: MembershipJobConfig, out: Path) -> dict:
         training = (reformed, index)
     params, plans = train_target_and_shadows(key, model, pool, masks, config, training)
     if plans is not None:
-        defence["dp"] = {"covers": "each member of the target's training set",
+        covers = ("each member of the target's training set" if config.reformer == "none" else
+                  "the classifier's training on the reformed data only: the reformer used the "
+                  "members without DP, so the members themselves have no guarantee")
+        defence["dp"] = {"covers": covers,
                          "epsilon": plans[0].epsilon, "delta": config.dp_delta,
                          "noise_multiplier": plans[0].noise_multiplier,
                          "sampling_rate": plans[0].sampling_rate, "steps": plans[0].steps,

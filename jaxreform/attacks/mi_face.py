@@ -449,8 +449,8 @@ def mi_face(
             f"{labels[nonfinite].tolist()} at step(s) "
             f"{np.asarray(state.steps)[nonfinite].tolist()} (step 0 is the blank image x_0). "
             "Check the target's "
-            f"parameters for NaN/Inf, or lower step_size (now {config.step_size}) if the image "
-            "diverges.")
+            f"parameters for NaN/Inf, lower step_size (now {config.step_size}) if the image "
+            "diverges, or check that process / process_with_params returns finite values.")
     return MIFaceResult(
         labels=labels,
         images=np.asarray(state.best_x),
@@ -472,6 +472,9 @@ def _check_hooks(image_shape, aux_term, process) -> None:
         if getattr(out, "shape", None) != image_shape:
             raise InvalidDataError(f"process must map an image of shape {image_shape} to the "
                                    f"same shape, got {getattr(out, 'shape', out)}.")
+        if out.dtype != spec.dtype:
+            raise InvalidDataError(f"process must return {spec.dtype} images (the search's "
+                                   f"dtype), got {out.dtype}.")
     if aux_term is not None:
         out = jax.eval_shape(aux_term, spec)
         if getattr(out, "shape", None) != ():

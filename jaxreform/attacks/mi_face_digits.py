@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from jaxreform import _validate, data, models, report, train  # noqa: E402
 from jaxreform.attacks import mi_face  # noqa: E402
+from jaxreform.errors import ConfigError  # noqa: E402
 from jaxreform.attacks.mi_face_eval import person_mean_images, ssim  # noqa: E402
 from jaxreform.reformers import make_reformer  # noqa: E402
 
@@ -68,6 +69,8 @@ class DigitsJobConfig:
     def __post_init__(self):
         for name in self.reformers:
             _validate.check_choice("reformer for MI-FACE on MNIST", name, REFORMERS)
+        if len(set(self.reformers)) != len(self.reformers):
+            raise ConfigError(f"each reformer may appear once, got {list(self.reformers)}.")
         _validate.check_integers(epochs=self.epochs, max_steps=self.max_steps,
                                  judge_epochs=self.judge_epochs)
         _validate.check_positive(epochs=self.epochs, max_steps=self.max_steps,

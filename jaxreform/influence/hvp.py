@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxreform.errors import ConfigError
+
 Params = Any
 Objective = Callable[[Params, tuple], jax.Array]
 MatVec = Callable[[jax.Array], jax.Array]
@@ -84,6 +86,10 @@ def flat_matvec(product: Callable[[Params, tuple, Params], Params], params: Para
     """
     _, unravel = ravel_pytree(params)
     n = data[0].shape[0]
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ConfigError(f"hvp chunk_size must be a positive integer or None, got "
+                          f"{chunk_size!r}.")
 
     def flat_product(batch, tangent):
         return ravel_pytree(product(params, batch, tangent))[0]
@@ -97,7 +103,10 @@ def flat_matvec(product: Callable[[Params, tuple, Params], Params], params: Para
 
     def chunked_matvec(vector):
         tangent = unravel(vector)
-        total = jax.lax.map(lambda batch: flat_product(batch, tangent), chunks).sum(axis=0)
+        # A running sum (scan), not lax.map then sum: mapping would hold every chunk's product
+        # at once, n / chunk_size times the memory (ruinous under vmap, e.g. dense_matrix).
+        total, _ = jax.lax.scan(lambda acc, batch: (acc + flat_product(batch, tangent), None),
+                                jnp.zeros_like(vector), chunks)
         total = total * chunk_size
         if whole < n:  # the remainder is one smaller batch, weighted by its size
             total = total + (n - whole) * flat_product(rest, tangent)

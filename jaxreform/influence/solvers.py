@@ -65,6 +65,7 @@ class SolverConfig:
         _validate.check_positive(tolerance=self.tolerance, cg_max_iterations=self.cg_max_iterations,
                                  lissa_scale=self.lissa_scale, lissa_depth=self.lissa_depth,
                                  lissa_repeats=self.lissa_repeats)
+        _validate.check_finite_numbers(damping=self.damping)
         if self.damping < 0:
             raise ConfigError(f"damping must be >= 0, got damping={self.damping!r}.")
         if self.lissa_batch_size is not None:

@@ -97,6 +97,9 @@ class InfluenceReformer:
                               f"{self.validation_fraction!r}.")
         if self.l2_penalty < 0:
             raise ConfigError(f"l2_penalty must be >= 0, got {self.l2_penalty!r}.")
+        if self.hvp_chunk_size is not None:
+            _validate.check_integers(hvp_chunk_size=self.hvp_chunk_size)
+            _validate.check_positive(hvp_chunk_size=self.hvp_chunk_size)
         if self.clip is not None and not self.clip[0] < self.clip[1]:
             raise ConfigError(f"clip must be (low, high) with low < high, got {self.clip!r}.")
 
