@@ -206,8 +206,12 @@ def render_markdown(payload: dict) -> str:
             table_rows.append([f"{reformer} (test accuracy {target['test_accuracy']:.4f})", mode,
                                *(scores[k] for k in SCORES), scores["mean steps"],
                                scores["seconds"]])
+    source = f"Data: {payload['data']['source']}, {payload['data']['num_train']} training digits"
+    if payload["data"]["source"] == data.EMBEDDED_SOURCE:
+        source += " (**a small subset**: pass `--data-dir` for the full data)"
     return "\n".join([
         "# jaxreform attack mi-face: MNIST, clean and reformed softmax targets", "",
+        source + ".", "",
         f"Judge (small CNN on {payload['data']['judge_train']} test-split digits no target "
         f"saw) accuracy on the other {payload['data']['heldout']}: "
         f"{payload['judge_accuracy']:.4f}. Identification is over the 10 digits (chance "
