@@ -199,3 +199,36 @@ def test_bad_arguments(tmp_path, cifar_dir):
         load_cifar10(tmp_path, source="binary")
     with pytest.raises(DataDirError, match="CIFAR-10 not found.*cifar-10-batches-bin"):
         load_cifar10(cifar_dir.parent, source="binary")
+
+
+def test_tensorflow_datasets_path_converts_and_validates(monkeypatch, tmp_path):
+    """The optional tfds source, with tensorflow-datasets replaced by a stand-in module that
+    returns what ``tfds.load(..., batch_size=-1)`` returns (nothing downloads in tests)."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("tensorflow_datasets")
+
+    def load(name, split, batch_size, data_dir):
+        calls.append((name, split, batch_size, data_dir))
+        n = 4 if split.startswith("train") else 2
+        images = np.arange(n * 32 * 32 * 3, dtype=np.int64).reshape(n, 32, 32, 3) % 256
+        return {"image": images.astype(np.uint8), "label": np.arange(n) % 10}
+
+    fake.load = load
+    fake.as_numpy = lambda tree: tree
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    data = load_cifar10(tmp_path, source="tfds", max_per_split=4)
+    assert calls == [("cifar10", "train[:4]", -1, str(tmp_path)),
+                     ("cifar10", "test[:4]", -1, str(tmp_path))]
+    assert data.train_inputs.shape == (4, 32, 32, 3) and data.test_inputs.shape == (2, 32, 32, 3)
+    assert data.train_inputs.dtype == np.float32 and data.train_inputs.max() == 1.0
+    np.testing.assert_array_equal(data.train_labels, [0, 1, 2, 3])
+    fake.load = lambda name, split, batch_size, data_dir: {
+        "image": np.zeros((3, 28, 28, 1), np.uint8), "label": np.zeros(3, np.int64)}
+    with pytest.raises(DataFileError, match=r"shape \(3, 28, 28, 1\)"):
+        load_cifar10(None, source="tfds")
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # not installed
+    with pytest.raises(DataDirError, match="needs tensorflow-datasets"):
+        load_cifar10(None, source="tfds")

@@ -17,6 +17,11 @@ Two layouts are read; the python-pickle distribution is refused, never unpickled
 
 ``source="auto"`` prefers the exact binary files when both layouts are present.
 
+``tfds`` (optional, for users with internet): ``tensorflow_datasets.load("cifar10")``, which
+downloads into ``data_dir`` (tfds's own cache when None). Neither tensorflow nor
+tensorflow-datasets is a dependency of jaxreform, nothing here downloads unless this source
+is asked for, and the arrays tfds returns are validated like any other source.
+
 Decoded arrays can be cached as ``.npz`` files named by a SHA-256 key over the layout, the
 selection (``max_per_split``) and the SHA-256 of every source file read. The key is stored
 inside the file too and compared on load: a cache whose key does not match, or that cannot be
@@ -55,7 +60,7 @@ BINARY_TEST_FILE = "test_batch.bin"
 BINARY_FOLDER = "cifar-10-batches-bin"
 PICKLE_FOLDER = "cifar-10-batches-py"
 TRAIN_LABEL_FILE = "train_labels_official_order.txt"
-SOURCES = ("auto", "images", "binary")
+SOURCES = ("auto", "images", "binary", "tfds")
 CACHE_ENV = "XDG_CACHE_HOME"
 _CACHE_VERSION = "cifar10-cache-v1"
 
@@ -367,7 +372,8 @@ def load_cifar10(
     Args:
         data_dir: Folder holding ``cifar-10-batches-bin/`` or the image layout, directly or
             in a ``cifar10/`` subfolder. None: ``$JAXREFORM_DATA_DIR``.
-        source: ``"auto"``, ``"binary"`` or ``"images"`` (see the module docstring).
+        source: ``"auto"``, ``"binary"``, ``"images"`` or ``"tfds"`` (see the module
+            docstring).
         max_per_split: Read only the first this-many training and test images (official
             order for training; for the image layout's test split, the class-balanced
             round-robin order). None reads all 50,000 / 10,000.
@@ -386,6 +392,8 @@ def load_cifar10(
         _validate.check_integers(max_per_split=max_per_split)
         _validate.check_positive(max_per_split=max_per_split)
     _validate.check_choice("source", source, SOURCES)
+    if source == "tfds":
+        return _load_from_tfds(data_dir, max_per_split)
     folder = resolve_data_dir(data_dir)
     if folder is None:
         raise DataDirError("CIFAR-10 has no embedded copy: pass a data folder (--data-dir) or "
@@ -399,6 +407,35 @@ def load_cifar10(
         test_inputs=test[0].astype(np.float32) / 255.0, test_labels=test[1],
         num_classes=NUM_CLASSES, source=f"{layout} layout in {found.resolve()}",
     )
+
+
+def _load_from_tfds(data_dir, max_per_split: int | None) -> Dataset:
+    """CIFAR-10 through tensorflow-datasets (optional; see the module docstring)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataDirError("source='tfds' needs tensorflow-datasets, which jaxreform does not "
+                           "install (pip install tensorflow tensorflow-datasets); or pass a "
+                           "folder holding cifar-10-batches-bin/ or cifar10/images/.") from None
+    splits = []
+    for split in ("train", "test"):
+        selection = split if max_per_split is None else f"{split}[:{max_per_split}]"
+        arrays = tfds.as_numpy(tfds.load("cifar10", split=selection, batch_size=-1,
+                                         data_dir=None if data_dir is None else str(data_dir)))
+        images = np.asarray(arrays["image"])
+        labels = np.asarray(arrays["label"])
+        origin = f"tensorflow-datasets cifar10[{selection}]"
+        if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
+            raise DataFileError(origin, f"images of shape {images.shape} and dtype "
+                                f"{images.dtype}; expected [n, 32, 32, 3] uint8.")
+        if labels.shape != (len(images),) or labels.min() < 0 or labels.max() >= NUM_CLASSES:
+            raise DataFileError(origin, f"{labels.shape} labels for {len(images)} images, or "
+                                f"labels outside [0, {NUM_CLASSES - 1}].")
+        splits.append((images.astype(np.float32) / 255.0, labels.astype(np.int32)))
+    (train_x, train_y), (test_x, test_y) = splits
+    return Dataset(name="cifar10", train_inputs=train_x, train_labels=train_y,
+                   test_inputs=test_x, test_labels=test_y, num_classes=NUM_CLASSES,
+                   source="tensorflow-datasets cifar10")
 
 
 def _source_files(layout: str, folder: Path, max_per_split: int | None) -> list[Path]:
