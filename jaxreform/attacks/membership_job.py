@@ -177,6 +177,9 @@ def train_stack(key, model, params, inputs, labels, index, config: MembershipJob
         dp_config, target_epsilon=None,
         noise_multiplier=dp_config.plan(index.shape[1]).noise_multiplier)
     trained, plans = [], []
+    # Known shortcoming: one model at a time. On CPU that is the many-model strategy anyway
+    # (parallel.choose_strategy); a vmapped DP-SGD would need every model's Poisson lots
+    # padded to one size, and only an accelerator would gain from it.
     for i, rows in enumerate(tqdm(index, desc="DP-SGD models", leave=False)):
         result = dp.fit_dp(jax.random.fold_in(key, i), model.apply,
                            dp.cross_entropy_example_loss,
