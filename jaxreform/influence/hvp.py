@@ -47,11 +47,12 @@ def softmax_ggn_vp(apply_fn: Callable, params: Params, inputs: jax.Array,
         inputs: ``[b, ...]`` (labels do not enter G).
         vector: Tangent with the structure of ``params``.
     """
-    logits, jv = jax.jvp(lambda p: apply_fn(p, inputs), (params,), (vector,))
+    # One forward pass: linearize gives J v, and its transpose gives Jᵀ u.
+    logits, jacobian = jax.linearize(lambda p: apply_fn(p, inputs), params)
+    jv = jacobian(vector)
     probs = jax.nn.softmax(logits)
     hjv = probs * jv - probs * jnp.sum(probs * jv, axis=-1, keepdims=True)
-    _, pullback = jax.vjp(lambda p: apply_fn(p, inputs), params)
-    return pullback(hjv / logits.shape[0])[0]
+    return jax.linear_transpose(jacobian, params)(hjv / logits.shape[0])[0]
 
 
 def flat_hvp(objective: Objective, params: Params, data: tuple, *,
@@ -67,9 +68,9 @@ def flat_hvp(objective: Objective, params: Params, data: tuple, *,
         objective: ``objective(params, batch) -> []``, a mean over the batch (+ regulariser).
         params: Where the Hessian is taken.
         data: Tuple of ``[n, ...]`` arrays.
-        chunk_size: If given, the HVP is averaged over chunks of this many examples with
-            ``lax.map`` (and one smaller chunk for the remainder, weighted by its size), so
-            memory grows with the chunk, not with n.
+        chunk_size: If given, the HVP is averaged over chunks of this many examples, summed
+            in a ``lax.scan`` (and one smaller chunk for the remainder, weighted by its size),
+            so memory grows with the chunk, not with n.
     """
     return flat_matvec(lambda p, batch, tangent: hvp(objective, p, batch, tangent), params,
                        data, chunk_size=chunk_size)
