@@ -82,22 +82,22 @@ def run_target(kind, dataset, evaluator, config, key, score):
     labels = np.arange(dataset.num_classes)
     paper_space = target.search_space()
 
-    def invert(mode, space=paper_space):
+    def invert(mode, space):
         result = mi_face.mi_face(space.predict_fn, target.params, labels,
                                  image_shape=space.shape, config=mode, outputs="logits",
                                  process_with_params=space.process_with_params)
         return result, space.to_images(target.params, result.images)
 
     rows, images = [], {}
-    one_step, one_step_images = invert(mi_face.MIFaceConfig.fixed_steps(1))
+    one_step, one_step_images = invert(mi_face.MIFaceConfig.fixed_steps(1), paper_space)
     rows.append(_row(kind, "calibration: single gradient step", score(one_step_images),
                      one_step.steps, one_step.seconds, one_step.compile_seconds))
-    modes = attack_modes(config)
+    searches = [(name, mode, paper_space) for name, mode in attack_modes(config).items()]
     if kind == "dae":  # the control: the same search with Process reduced to clipping
-        modes[f"fixed {config.max_steps} steps, Process = clip only"] = \
-            mi_face.MIFaceConfig.fixed_steps(config.max_steps)
-    for name, mode in modes.items():
-        space = target.search_space("clip" if "clip only" in name else "paper")
+        searches.append((f"fixed {config.max_steps} steps, Process = clip only",
+                         mi_face.MIFaceConfig.fixed_steps(config.max_steps),
+                         target.search_space("clip")))
+    for name, mode, space in searches:
         result, images[name] = invert(mode, space)
         rows.append(_row(kind, name, score(images[name]), result.steps, result.seconds,
                          result.compile_seconds))
